@@ -1,0 +1,109 @@
+"""Settings from the environment: the variables of DESIGN.md, read once where a resource or CLI
+command is built (never at import time).
+
+Secrets are held here only long enough to build a client; `Settings.__repr__` hides them so a
+settings object can be logged or put in an exception without leaking them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import urllib.parse
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+
+# The simulator's demo credentials. They are public on purpose: the simulator is a local
+# stand-in, and these keys open nothing real.
+DEMO_SECRET_ID = "AKIDsmsledgerDEMO0000000000000000000"
+DEMO_SECRET_KEY = "smsledgerDEMOsecretKEY000000000000"
+DEMO_SDK_APP_ID = "1400000000"
+
+DEFAULT_ENDPOINT = "https://sms.tencentcloudapi.com"
+
+
+def is_loopback(endpoint: str) -> bool:
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable to set."""
+
+
+def _zone(name: str, variable: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{variable}={name!r} is not an IANA time zone (e.g. UTC, Asia/Shanghai)") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    secret_id: str = dataclasses.field(repr=False)
+    secret_key: str = dataclasses.field(repr=False)
+    session_token: str | None = dataclasses.field(default=None, repr=False)
+    sdk_app_id: str = DEMO_SDK_APP_ID
+    endpoint: str = DEFAULT_ENDPOINT
+    region: str = "ap-guangzhou"
+    warehouse: Path = Path("data/warehouse.duckdb")
+    spool_dir: Path = Path("data/spool")
+    sends_path: str | None = None
+    conversions_path: str | None = None
+    timezone: str = "UTC"
+    provider_timezone: str = "Asia/Shanghai"
+    start_date: dt.date = dt.date(2026, 1, 1)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(name, "").strip()
+            return value or default
+
+        endpoint = get("SMSLEDGER_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"SMSLEDGER_ENDPOINT={endpoint!r} must start with http:// or https://")
+        secret_id = get("TENCENTCLOUD_SECRET_ID")
+        secret_key = get("TENCENTCLOUD_SECRET_KEY")
+        if not (secret_id or secret_key) and is_loopback(endpoint):
+            # A local simulator without keys of its own answers to the demo keys.
+            secret_id, secret_key = DEMO_SECRET_ID, DEMO_SECRET_KEY
+        if require_credentials and not (secret_id and secret_key):
+            missing = [n for n, v in (("TENCENTCLOUD_SECRET_ID", secret_id), ("TENCENTCLOUD_SECRET_KEY", secret_key)) if not v]
+            raise ConfigError(f"set {' and '.join(missing)} (the API key pair of your Tencent Cloud account; see .env.example)")
+        timezone = get("SMSLEDGER_TIMEZONE", "UTC")
+        provider_timezone = get("SMSLEDGER_PROVIDER_TIMEZONE", "Asia/Shanghai")
+        _zone(timezone, "SMSLEDGER_TIMEZONE")
+        _zone(provider_timezone, "SMSLEDGER_PROVIDER_TIMEZONE")
+        start = get("SMSLEDGER_START_DATE", "2026-01-01")
+        try:
+            start_date = dt.date.fromisoformat(start)
+        except ValueError as exc:
+            raise ConfigError(f"SMSLEDGER_START_DATE={start!r} is not a date (YYYY-MM-DD)") from exc
+        return cls(
+            secret_id=secret_id or "",
+            secret_key=secret_key or "",
+            session_token=get("TENCENTCLOUD_SESSION_TOKEN"),
+            sdk_app_id=get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID),
+            endpoint=endpoint,
+            region=get("SMSLEDGER_REGION", "ap-guangzhou"),
+            warehouse=Path(get("SMSLEDGER_WAREHOUSE", "data/warehouse.duckdb")),
+            spool_dir=Path(get("SMSLEDGER_SPOOL_DIR", "data/spool")),
+            sends_path=get("SMSLEDGER_SENDS_PATH"),
+            conversions_path=get("SMSLEDGER_CONVERSIONS_PATH"),
+            timezone=timezone,
+            provider_timezone=provider_timezone,
+            start_date=start_date,
+        )
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def provider_tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.provider_timezone)

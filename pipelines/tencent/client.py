@@ -1,0 +1,387 @@
+"""The Tencent Cloud SMS API client (2021-01-11): signed calls over httpx, bounded retries,
+per-action rate limits, and the provider's paging rules.
+
+Three kinds of calls with different failure semantics:
+
+* Queue pulls (`PullSmsSendStatus`, `PullSmsReplyStatus`) hand each record out once. The client
+  returns the raw response bytes *unparsed* (`RawPage`) so the caller can put them on disk first,
+  and it never retries a pull whose response did not arrive whole: such a pull is *indeterminate*
+  (records may have left the queue), and only the caller, which counts and heals such losses, may
+  decide to pull again.
+* By-number pulls are re-readable within 7 days, with `Offset` fixed at 0 and `Limit` <= 100, so a
+  full page means "split the window and ask again".
+* Everything else is an ordinary idempotent read: retried on transient faults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+
+from pipelines.config import Settings
+from pipelines.tencent import actions as A
+from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
+from pipelines.tencent.ratelimit import RateLimiter
+from pipelines.tencent.signing import API_VERSION, CONTENT_TYPE, TC3Auth
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded in attempts."""
+
+    max_attempts: int = 5
+    base_seconds: float = 0.2
+    max_seconds: float = 10.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.max_seconds, self.base_seconds * 2**attempt))
+
+
+@dataclasses.dataclass(frozen=True)
+class RawPage:
+    """One response of a queue pull, as bytes. `body` is None when no complete response arrived:
+    the pull is indeterminate and `failure` says why."""
+
+    action: str
+    body: bytes | None
+    received_at: float
+    elapsed_seconds: float
+    failure: str | None = None
+
+    @property
+    def indeterminate(self) -> bool:
+        return self.body is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """A parsed pull response."""
+
+    action: str
+    request_id: str
+    records: list[dict[str, Any]]
+
+
+def parse_response(action: str, body: bytes) -> dict[str, Any]:
+    """The `Response` object of a body, or TencentCloudError for `Response.Error`.
+    A body that is not the documented envelope is a TransportError (nothing usable arrived)."""
+    try:
+        document = orjson.loads(body)
+        response = document["Response"]
+        if not isinstance(response, dict):
+            raise TypeError("Response is not an object")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise TransportError(action, f"response is not the API's JSON envelope ({exc.__class__.__name__}: {exc})") from None
+    error = response.get("Error")
+    if error:
+        raise TencentCloudError(action, str(error.get("Code", "")), str(error.get("Message", "")), response.get("RequestId"))
+    return response
+
+
+def parse_page(action: str, body: bytes) -> Page:
+    response = parse_response(action, body)
+    records = response.get(A.RECORD_SET[action]) or []
+    if not isinstance(records, list):
+        raise TransportError(action, f"{A.RECORD_SET[action]} is not a list")
+    return Page(action, str(response.get("RequestId", "")), records)
+
+
+def provider_hour(moment: dt.datetime, tz: ZoneInfo) -> str:
+    """`yyyymmddhh` of an aware datetime in the provider's time zone (statistics parameters)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"statistics times must be timezone-aware, got naive {moment.isoformat()}")
+    return moment.astimezone(tz).strftime("%Y%m%d%H")
+
+
+class SmsApiClient:
+    """A thread-safe client for one SMS application (`SmsSdkAppId`)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        secret_id: str,
+        secret_key: str,
+        sdk_app_id: str,
+        region: str = "ap-guangzhou",
+        session_token: str | None = None,
+        provider_timezone: str = "Asia/Shanghai",
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy = RetryPolicy(),
+        rate_limits: Mapping[str, float] | None = None,
+        rate_fraction: float = 0.95,
+        max_connections: int = 32,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ):
+        self.endpoint = endpoint.rstrip("/")
+        self.sdk_app_id = sdk_app_id
+        self.region = region
+        self.provider_tz = ZoneInfo(provider_timezone)
+        self.retry = retry
+        self.limiter = RateLimiter(A.RATE_LIMITS if rate_limits is None else rate_limits, fraction=rate_fraction, sleep=sleep)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._http = httpx.Client(
+            base_url=self.endpoint,
+            auth=TC3Auth(secret_id, secret_key, session_token, clock=clock),
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"Content-Type": CONTENT_TYPE, "X-TC-Version": API_VERSION, "X-TC-Region": region},
+            trust_env=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> SmsApiClient:
+        return cls(
+            endpoint=settings.endpoint,
+            secret_id=settings.secret_id,
+            secret_key=settings.secret_key,
+            session_token=settings.session_token,
+            sdk_app_id=settings.sdk_app_id,
+            region=settings.region,
+            provider_timezone=settings.provider_timezone,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SmsApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _jitter(self, attempt: int) -> float:
+        with self._rng_lock:
+            return self.retry.delay(attempt, self._rng)
+
+    def _post_once(self, action: str, params: Mapping[str, Any]) -> bytes:
+        """One rate-limited, signed POST. Returns the whole body of an HTTP 200, else raises
+        TransportError (connection trouble, timeout, 5xx, a body cut short)."""
+        self.limiter.acquire(action)
+        body = orjson.dumps(params)
+        try:
+            response = self._http.post("/", content=body, headers={"X-TC-Action": action})
+        except httpx.TimeoutException as exc:
+            raise TransportError(action, f"timed out ({exc.__class__.__name__})") from None
+        except httpx.HTTPError as exc:
+            raise TransportError(action, f"{exc.__class__.__name__}: {exc or 'connection failed'}") from None
+        if response.status_code != 200:
+            raise TransportError(action, f"HTTP {response.status_code}", status_code=response.status_code)
+        return response.content
+
+    def call(self, action: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One action, retried on transient faults; returns the `Response` object."""
+        params = dict(params or {})
+        attempt = 0
+        while True:
+            try:
+                return parse_response(action, self._post_once(action, params))
+            except (TransportError, TencentCloudError) as exc:
+                retryable = isinstance(exc, TransportError) or exc.retryable
+                attempt += 1
+                if not retryable or attempt >= self.retry.max_attempts:
+                    raise
+                delay = self._jitter(attempt - 1)
+                log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self.retry.max_attempts - 1, delay)
+                self._sleep(delay)
+
+    # -- queue pulls -----------------------------------------------------------------------
+
+    def pull_queue_raw(self, action: str, limit: int = A.MAX_LIMIT) -> RawPage:
+        """One queue pull, unparsed. Never retried here: see the module docstring."""
+        if action not in A.QUEUE_ACTIONS:
+            raise ValueError(f"{action} is not a queue action")
+        _check_limit(limit)
+        started = time.monotonic()
+        try:
+            body = self._post_once(action, {"Limit": limit, "SmsSdkAppId": self.sdk_app_id})
+        except TransportError as exc:
+            return RawPage(action, None, self._clock(), time.monotonic() - started, failure=exc.cause)
+        return RawPage(action, body, self._clock(), time.monotonic() - started)
+
+    def pull_send_status_raw(self, limit: int = A.MAX_LIMIT) -> RawPage:
+        return self.pull_queue_raw(A.PULL_SEND_STATUS, limit)
+
+    def pull_reply_status_raw(self, limit: int = A.MAX_LIMIT) -> RawPage:
+        return self.pull_queue_raw(A.PULL_REPLY_STATUS, limit)
+
+    # -- by-number pulls -------------------------------------------------------------------
+
+    def by_number_pages(
+        self, action: str, phone_number: str, begin: int, end: int, *, limit: int = A.MAX_LIMIT
+    ) -> Iterator[tuple[bytes, Page]]:
+        """Every record of one number in [begin, end] (unix seconds, inclusive), as the pages that
+        hold them: a full page is split into two halves and asked again, since `Offset` is fixed at
+        0. Yields (raw body, parsed page) for pages with fewer than `limit` records, and for a full
+        page of a one-second window, which cannot be split further (logged)."""
+        if action not in A.BY_NUMBER_ACTIONS:
+            raise ValueError(f"{action} is not a by-number action")
+        _check_limit(limit)
+        if end < begin:
+            raise ValueError(f"EndTime {end} is before BeginTime {begin}")
+        oldest = int(self._clock()) - A.BY_NUMBER_RETENTION_SECONDS
+        if begin < oldest:
+            raise WindowTooOldError(
+                f"{action}: BeginTime {_iso(begin)} is more than 7 days ago (oldest allowed {_iso(oldest)}); "
+                "the provider keeps by-number data for 7 days only"
+            )
+        windows = [(begin, end)]
+        while windows:
+            lo, hi = windows.pop()
+            params = {
+                "BeginTime": lo,
+                "Offset": 0,
+                "Limit": limit,
+                "PhoneNumber": phone_number,
+                "SmsSdkAppId": self.sdk_app_id,
+                "EndTime": hi,
+            }
+            body, page = self._read_page(action, params)
+            if len(page.records) >= limit and hi > lo:
+                mid = (lo + hi) // 2
+                windows.extend([(mid + 1, hi), (lo, mid)])  # older half first
+                continue
+            if len(page.records) >= limit:
+                log.warning("%s: %s has %d+ records in the one second %s; some may be missing",
+                            action, phone_number, limit, _iso(lo))
+            yield body, page
+
+    def pull_send_status_by_number(self, phone_number: str, begin: int, end: int) -> list[dict[str, Any]]:
+        return [r for _, p in self.by_number_pages(A.PULL_SEND_STATUS_BY_NUMBER, phone_number, begin, end) for r in p.records]
+
+    def pull_reply_status_by_number(self, phone_number: str, begin: int, end: int) -> list[dict[str, Any]]:
+        return [r for _, p in self.by_number_pages(A.PULL_REPLY_STATUS_BY_NUMBER, phone_number, begin, end) for r in p.records]
+
+    def _read_page(self, action: str, params: dict[str, Any]) -> tuple[bytes, Page]:
+        attempt = 0
+        while True:
+            try:
+                body = self._post_once(action, params)
+                return body, parse_page(action, body)
+            except (TransportError, TencentCloudError) as exc:
+                retryable = isinstance(exc, TransportError) or exc.retryable
+                attempt += 1
+                if not retryable or attempt >= self.retry.max_attempts:
+                    raise
+                self._sleep(self._jitter(attempt - 1))
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def send_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> dict[str, int]:
+        """SendStatusStatistics over the provider hours from `begin`'s hour to `end`'s hour."""
+        response = self.call(A.SEND_STATUS_STATISTICS, self._statistics_params(begin, end))
+        return dict(response["SendStatusStatistics"])
+
+    def callback_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> dict[str, int]:
+        """CallbackStatusStatistics over the hours from `begin` to `end`; ranges longer than the
+        provider's 32 days are asked in pieces and summed (every field is a count)."""
+        totals: dict[str, int] = {}
+        for lo, hi in _split_range(begin, end, dt.timedelta(days=A.CALLBACK_STATISTICS_MAX_DAYS)):
+            response = self.call(A.CALLBACK_STATUS_STATISTICS, self._statistics_params(lo, hi))
+            for key, value in response["CallbackStatusStatistics"].items():
+                totals[key] = totals.get(key, 0) + int(value)
+        return totals
+
+    def _statistics_params(self, begin: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+        b, e = provider_hour(begin, self.provider_tz), provider_hour(end, self.provider_tz)
+        if e < b:
+            raise ValueError(f"statistics end {end.isoformat()} is before begin {begin.isoformat()}")
+        return {"BeginTime": b, "EndTime": e, "SmsSdkAppId": self.sdk_app_id, "Limit": 0, "Offset": 0}
+
+    # -- the other actions -----------------------------------------------------------------
+
+    def describe_sign_list(self, international: int, sign_ids: list[int] | None = None) -> list[dict[str, Any]]:
+        return self._describe(A.DESCRIBE_SIGN_LIST, "SignIdSet", "DescribeSignListStatusSet", international, sign_ids)
+
+    def describe_template_list(self, international: int, template_ids: list[int] | None = None) -> list[dict[str, Any]]:
+        return self._describe(A.DESCRIBE_TEMPLATE_LIST, "TemplateIdSet", "DescribeTemplateStatusSet", international, template_ids)
+
+    def _describe(self, action: str, id_field: str, set_field: str, international: int, ids: list[int] | None) -> list[dict[str, Any]]:
+        """All entries: by id in batches of 100, or every entry by Limit/Offset paging."""
+        out: list[dict[str, Any]] = []
+        if ids:
+            for i in range(0, len(ids), A.MAX_LIMIT):
+                out += self.call(action, {"International": international, id_field: ids[i : i + A.MAX_LIMIT]})[set_field] or []
+            return out
+        offset = 0
+        while True:
+            page = self.call(action, {"International": international, "Limit": A.MAX_LIMIT, "Offset": offset})[set_field] or []
+            out += page
+            if len(page) < A.MAX_LIMIT:
+                return out
+            offset += len(page)
+
+    def describe_phone_number_info(self, numbers: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(numbers), 200):  # at most 200 numbers a request
+            out += self.call(A.DESCRIBE_PHONE_NUMBER_INFO, {"PhoneNumberSet": numbers[i : i + 200]})["PhoneNumberInfoSet"]
+        return out
+
+    def report_conversion(self, serial_no: str, conversion_time: int | None = None) -> dict[str, str]:
+        params: dict[str, Any] = {"SmsSdkAppId": self.sdk_app_id, "SerialNo": serial_no}
+        if conversion_time is not None:
+            params["ConversionTime"] = conversion_time
+        return self.call(A.REPORT_CONVERSION, params)["ReportConversionStatus"]
+
+    def send_sms(
+        self,
+        phone_numbers: list[str],
+        template_id: str,
+        *,
+        sign_name: str | None = None,
+        template_params: list[str] | None = None,
+        session_context: str | None = None,
+        extend_code: str | None = None,
+        sender_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """SendSms. Per-number failures come back inside a successful response, as `Code` != "Ok"."""
+        params: dict[str, Any] = {"PhoneNumberSet": phone_numbers, "SmsSdkAppId": self.sdk_app_id, "TemplateId": template_id}
+        optional = {"SignName": sign_name, "TemplateParamSet": template_params, "SessionContext": session_context,
+                    "ExtendCode": extend_code, "SenderId": sender_id}
+        params.update({k: v for k, v in optional.items() if v is not None})
+        # Not retried: a SendSms whose response was lost may still have sent the messages.
+        return parse_response(A.SEND_SMS, self._post_once(A.SEND_SMS, params))["SendStatusSet"]
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= A.MAX_LIMIT:
+        raise ValueError(f"Limit must be between 1 and {A.MAX_LIMIT}, got {limit}")
+
+
+def _iso(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _split_range(begin: dt.datetime, end: dt.datetime, span: dt.timedelta) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """Consecutive [lo, hi] hour ranges covering [begin, end], each at most `span` apart."""
+    lo = begin
+    while True:
+        hi = min(end, lo + span - dt.timedelta(hours=1))
+        yield lo, hi
+        if hi >= end:
+            return
+        lo = hi + dt.timedelta(hours=1)

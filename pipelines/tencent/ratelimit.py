@@ -1,0 +1,60 @@
+"""A per-action request-rate limiter shared by every thread of a client.
+
+The provider counts requests per action per second and answers `RequestLimitExceeded` beyond the
+documented limit. A well-behaved caller should never meet that error, so each action keeps a
+sliding log of reserved send times: the (n+1)-th request in any window waits until the oldest of
+the last n leaves it. The window is stretched by `1 / fraction` so that network jitter, which can
+bunch requests together on arrival, does not push the server's count over the limit.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        limits: Mapping[str, float],
+        *,
+        fraction: float = 0.95,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        self._limits = dict(limits)
+        self._fraction = fraction
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._logs: dict[str, collections.deque[float]] = {}
+
+    def limit(self, action: str) -> float | None:
+        return self._limits.get(action)
+
+    def reserve(self, action: str) -> float:
+        """Reserve the next free slot for `action`; returns how long the caller must wait."""
+        rate = self._limits.get(action)
+        if not rate:
+            return 0.0
+        # A limit below 1/s is a window longer than a second holding one request.
+        capacity = max(1, int(rate))
+        window = capacity / rate / self._fraction
+        with self._lock:
+            log = self._logs.setdefault(action, collections.deque())
+            now = self._clock()
+            slot = now
+            if len(log) >= capacity:
+                slot = max(now, log[0] + window)
+                log.popleft()
+            log.append(slot)
+        return slot - now
+
+    def acquire(self, action: str) -> None:
+        wait = self.reserve(action)
+        if wait > 0:
+            self._sleep(wait)

@@ -4,6 +4,8 @@ a person can act on (the provider's code and message, the variable to set, the b
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,6 +14,8 @@ import orjson
 from pipelines.config import ConfigError, Settings
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
+from pipelines.errors import RunFailedError
+from pipelines.warehouse.db import WarehouseBusyError
 
 # Actions whose request carries the application id; `smsledger api` fills it in when omitted.
 _APP_ID_ACTIONS = frozenset(A.ALL_ACTIONS) - {A.DESCRIBE_PHONE_NUMBER_INFO, A.DESCRIBE_SIGN_LIST, A.DESCRIBE_TEMPLATE_LIST}
@@ -49,6 +53,46 @@ def _cmd_simulator(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _cmd_sync(ns: argparse.Namespace) -> int:
+    from pipelines.runner import run_days, run_drain
+
+    settings = Settings.from_env()
+    if ns.date:
+        first = last = ns.date
+    else:
+        yesterday = dt.datetime.now(settings.tz).date() - dt.timedelta(days=1)
+        lookback = int(os.environ.get("SMSLEDGER_LOOKBACK_DAYS", "3") or 3)
+        first, last = max(settings.start_date, yesterday - dt.timedelta(days=lookback)), yesterday
+    run_drain(settings, time_budget_seconds=ns.time_budget)
+    run_days(settings, first, last)
+    return 0
+
+
+def _cmd_backfill(ns: argparse.Namespace) -> int:
+    from pipelines.runner import run_days, run_drain
+
+    settings = Settings.from_env()
+    if not ns.skip_drain:
+        run_drain(settings, time_budget_seconds=ns.time_budget)
+    run_days(settings, ns.start, ns.end)
+    return 0
+
+
+def _cmd_sql(ns: argparse.Namespace) -> int:
+    from pipelines.query import run_query
+
+    settings = Settings.from_env(require_credentials=False)
+    sys.stdout.write(run_query(settings.warehouse, ns.query, ns.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsledger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -57,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("action", help="e.g. PullSmsSendStatus")
     api.add_argument("--json", help="the request body, a JSON object")
     api.set_defaults(run=_cmd_api)
+
+    sync = sub.add_parser("sync", help="drain the queues, then materialize the day (default: yesterday and the lookback)")
+    sync.add_argument("--date", type=_date, help="one day to materialize, YYYY-MM-DD")
+    sync.add_argument("--time-budget", type=float, default=300.0, help="seconds the queue drain may take (default 300)")
+    sync.set_defaults(run=_cmd_sync)
+
+    backfill = sub.add_parser("backfill", help="materialize a window of daily partitions in one run")
+    backfill.add_argument("--start", type=_date, required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--end", type=_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
+    backfill.add_argument("--skip-drain", action="store_true", help="do not drain the queues first")
+    backfill.add_argument("--time-budget", type=float, default=300.0, help="seconds the queue drain may take")
+    backfill.set_defaults(run=_cmd_backfill)
+
+    sql = sub.add_parser("sql", help="read-only SQL on the warehouse (works while a sync runs)")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.set_defaults(run=_cmd_sql)
 
     sim = sub.add_parser("simulator", help="serve the simulated Tencent Cloud SMS API until stopped")
     from pipelines.simulator.server import add_arguments
@@ -71,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = ns.run
     try:
         return run(ns)
-    except (CommandError, ConfigError, TencentCloudError, TransportError, WindowTooOldError) as exc:
+    except (CommandError, ConfigError, TencentCloudError, TransportError, WindowTooOldError, WarehouseBusyError,
+            RunFailedError, ValueError) as exc:
         print(f"smsledger {ns.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -293,7 +293,7 @@ class SmsApiClient:
 
     def send_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> dict[str, int]:
         """SendStatusStatistics over the provider hours from `begin`'s hour to `end`'s hour."""
-        response = self.call(A.SEND_STATUS_STATISTICS, self._statistics_params(begin, end))
+        response = self.call(A.SEND_STATUS_STATISTICS, self.statistics_params(begin, end))
         return dict(response["SendStatusStatistics"])
 
     def callback_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> dict[str, int]:
@@ -301,12 +301,12 @@ class SmsApiClient:
         provider's 32 days are asked in pieces and summed (every field is a count)."""
         totals: dict[str, int] = {}
         for lo, hi in _split_range(begin, end, dt.timedelta(days=A.CALLBACK_STATISTICS_MAX_DAYS)):
-            response = self.call(A.CALLBACK_STATUS_STATISTICS, self._statistics_params(lo, hi))
+            response = self.call(A.CALLBACK_STATUS_STATISTICS, self.statistics_params(lo, hi))
             for key, value in response["CallbackStatusStatistics"].items():
                 totals[key] = totals.get(key, 0) + int(value)
         return totals
 
-    def _statistics_params(self, begin: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    def statistics_params(self, begin: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         b, e = provider_hour(begin, self.provider_tz), provider_hour(end, self.provider_tz)
         if e < b:
             raise ValueError(f"statistics end {end.isoformat()} is before begin {begin.isoformat()}")

@@ -1,0 +1,175 @@
+"""Ingestion: the provider's queues into the spool and raw tables, the sending application's
+files, signatures and templates, hourly provider statistics, and gap filling by phone number."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dagster as dg
+
+from pipelines.dimensions import pull_dimensions
+from pipelines.drain import drain_queue
+from pipelines.gapfill import fill_gaps
+from pipelines.partitions import day_range
+from pipelines.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
+from pipelines.statistics import pull_statistics
+from pipelines.tencent import actions as A
+from pipelines.warehouse.loader import load_spool
+from pipelines.warehouse.sources import load_source_files
+
+# Every step that writes the DuckDB file runs in this pool, whose limit is 1 (dagster.yaml):
+# DuckDB allows one writing process per file.
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+class DrainConfig(dg.Config):
+    time_budget_seconds: float = 300.0
+    workers: int = 4
+
+
+@dg.asset(
+    key=["spool", "queue_pages"],
+    group_name="ingestion",
+    kinds={"python"},
+    retry_policy=TRANSIENT_RETRY,
+)
+def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api: SmsApiResource,
+                warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Raw responses of PullSmsSendStatus and PullSmsReplyStatus, written to the spool (fsynced)
+    before parsing, until both queues are empty or the time budget is spent. Needs no database:
+    it keeps working while another process holds the warehouse."""
+    spool = warehouse.spool()
+    metadata: dict[str, dg.RawMetadataValue] = {}
+    with sms_api.client() as client:
+        for action, name in ((A.PULL_SEND_STATUS, "receipts"), (A.PULL_REPLY_STATUS, "replies")):
+            report = drain_queue(client, spool, action, time_budget_seconds=config.time_budget_seconds,
+                                 workers=config.workers)
+            context.log.info(f"{action}: {report.records} records in {report.pulls} pulls "
+                             f"({report.pulls_per_second:.0f}/s), stopped by {report.stopped_by}")
+            metadata.update({
+                f"{name}_pulled": report.records,
+                f"{name}_pulls": report.pulls,
+                f"{name}_indeterminate_pulls": report.indeterminate,
+                f"{name}_throttled": report.throttled,
+                f"{name}_drained": report.drained,
+            })
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=["raw", "queue_records"],
+    deps=[queue_pages],
+    group_name="ingestion",
+    kinds={"duckdb", "polars"},
+    pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
+)
+def raw_queue_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """raw.send_status and raw.reply_status: every spooled response loaded in one transaction per
+    group of files with the batch ledger raw.batches; a spool file is removed only after its
+    transaction commits, and a batch already in the ledger is never loaded twice."""
+    spool = warehouse.spool()
+    with warehouse.connect() as con:
+        report = load_spool(con, spool)
+        totals = con.execute(
+            "select (select count(*) from raw.send_status), (select count(*) from raw.reply_status), "
+            "(select count(*) from raw.quarantine)"
+        ).fetchone()
+    return dg.MaterializeResult(metadata={
+        "batches_loaded": report.batches,
+        "records": report.records,
+        "new_records": report.new_records,
+        "duplicate_records": report.duplicates,
+        "quarantined_rows": report.quarantined,
+        "indeterminate_pulls": report.indeterminate,
+        "error_responses": report.errors,
+        "raw_send_status_rows": totals[0],
+        "raw_reply_status_rows": totals[1],
+        "raw_quarantine_rows": totals[2],
+    })
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["raw", "sends"], description="The sending application's SendSms log (SMSLEDGER_SENDS_PATH).",
+                     kinds={"duckdb"}, group_name="ingestion"),
+        dg.AssetSpec(["raw", "conversions"], description="Conversion events (SMSLEDGER_CONVERSIONS_PATH).",
+                     kinds={"duckdb"}, group_name="ingestion"),
+    ],
+    pool=WAREHOUSE_POOL,
+)
+def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResource, warehouse: WarehouseResource):
+    """raw.sends and raw.conversions from NDJSON, CSV or Parquet files. Both are optional; an
+    unchanged file is not read again; a bad row goes to raw.quarantine and its file is named."""
+    with warehouse.connect() as con:
+        for kind, pattern in (("sends", sources.sends_path), ("conversions", sources.conversions_path)):
+            report = load_source_files(con, kind, pattern)
+            for problem in report.problems:
+                context.log.warning(problem)
+            if not pattern:
+                context.log.warning(f"no {kind} file configured (SMSLEDGER_{kind.upper()}_PATH): "
+                                    + ("delivery rates per message need the sends log; the provider's statistics stand in"
+                                       if kind == "sends" else "conversion rates cannot be computed"))
+            yield dg.MaterializeResult(asset_key=["raw", kind], metadata={
+                "configured": bool(pattern),
+                "files": report.files,
+                "loaded_files": report.loaded_files,
+                "unchanged_files": report.unchanged_files,
+                "rows": report.rows,
+                "quarantined_rows": report.quarantined,
+                "problems": "\n".join(report.problems) or "none",
+            })
+
+
+@dg.asset(key=["raw", "signs_and_templates"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
+          retry_policy=TRANSIENT_RETRY)
+def signs_and_templates(sms_api: SmsApiResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """raw.signs and raw.templates from DescribeSmsSignList / DescribeSmsTemplateList."""
+    with sms_api.client() as client, warehouse.connect() as con:
+        report = pull_dimensions(con, client)
+    return dg.MaterializeResult(metadata={"signs": report.signs, "templates": report.templates})
+
+
+def daily_assets(partitions: dg.DailyPartitionsDefinition):
+    """The daily-partitioned ingestion assets (built per partitions definition)."""
+
+    @dg.asset(key=["raw", "statistics_hourly"], partitions_def=partitions, group_name="ingestion",
+              kinds={"duckdb"}, pool=WAREHOUSE_POOL, retry_policy=TRANSIENT_RETRY,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def statistics_hourly(context: dg.AssetExecutionContext, sms_api: SmsApiResource, warehouse: WarehouseResource,
+                          metrics: MetricsConfig) -> dg.MaterializeResult:
+        """SendStatusStatistics and CallbackStatusStatistics for every provider hour that covers the
+        partition's days, one row per hour (a re-pull replaces the hour)."""
+        days = day_range(context, metrics.timezone)
+        with sms_api.client() as client, warehouse.connect() as con:
+            report = pull_statistics(con, client, days)
+        return dg.MaterializeResult(metadata={
+            "hours": report.hours, "provider_request_success_count": report.request_success_count,
+            "provider_callback_count": report.callback_count,
+        })
+
+    @dg.asset(key=["raw", "gap_fill"], deps=[raw_queue_records, ["raw", "sends"]], partitions_def=partitions,
+              group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL, retry_policy=TRANSIENT_RETRY,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def gap_fill(context: dg.AssetExecutionContext, sms_api: SmsApiResource, warehouse: WarehouseResource,
+                 metrics: MetricsConfig) -> dg.MaterializeResult:
+        """Receipts and replies of the partition's sends-log messages that have no receipt yet,
+        fetched by phone number (only those numbers) within the provider's 7-day retention, then
+        loaded like queue responses. Older messages are counted as beyond retention."""
+        days = day_range(context, metrics.timezone)
+        spool = warehouse.spool()
+        with sms_api.client() as client, warehouse.connect() as con:
+            report = fill_gaps(con, client, spool, days, workers=sms_api.workers)
+            loaded = load_spool(con, spool)
+        if report.beyond_retention:
+            context.log.warning(f"{report.beyond_retention} messages lack receipts but are older than the "
+                                "provider's 7-day by-number retention; they stay pending")
+        return dg.MaterializeResult(metadata={
+            **{k: v for k, v in dataclasses.asdict(report).items()},
+            "new_records": loaded.new_records,
+            "quarantined_rows": loaded.quarantined,
+        })
+
+    return [statistics_hourly, gap_fill]

@@ -1,0 +1,41 @@
+"""Staging: raw records normalized in polars (E.164 numbers, UTC times), deduplicated, and
+written per daily partition in one transaction (delete the slice, insert it)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dagster as dg
+
+from assets.ingestion import WAREHOUSE_POOL, raw_queue_records
+from pipelines.partitions import day_range
+from pipelines.resources import MetricsConfig, WarehouseResource
+from pipelines.warehouse.staging import build_messages, build_replies
+
+
+def staging_assets(partitions: dg.DailyPartitionsDefinition):
+    @dg.asset(key=["staging", "messages"], deps=[raw_queue_records, ["raw", "sends"], ["raw", "conversions"],
+                                                 ["raw", "gap_fill"]],
+              partitions_def=partitions, group_name="staging", kinds={"duckdb", "polars"}, pool=WAREHOUSE_POOL,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def staging_messages(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                         metrics: MetricsConfig) -> dg.MaterializeResult:
+        """staging.sends, staging.receipts and staging.conversions of the messages of the day: sent
+        that day per the sends log, or, missing from the log, first receipted that day."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            report = build_messages(con, days)
+        return dg.MaterializeResult(metadata=dataclasses.asdict(report))
+
+    @dg.asset(key=["staging", "replies"], deps=[raw_queue_records, ["raw", "gap_fill"]], partitions_def=partitions,
+              group_name="staging", kinds={"duckdb", "polars"}, pool=WAREHOUSE_POOL,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def staging_replies(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                        metrics: MetricsConfig) -> dg.MaterializeResult:
+        """staging.replies: distinct replies of the day, normalized."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            report = build_replies(con, days)
+        return dg.MaterializeResult(metadata={"replies": report.replies, "flagged_times": report.flagged_times})
+
+    return [staging_messages, staging_replies]

@@ -1,0 +1,147 @@
+"""Draining the provider's queues into the spool.
+
+`PullSmsSendStatus` and `PullSmsReplyStatus` hand each record out once and have no cursor, so the
+drain writes every response to the spool before it even parses it, and keeps pulling until the
+queue answers with a short page (empty for now) or the time budget is spent. It needs no
+database: it can run while another process holds the warehouse, and the loader catches up.
+
+Workers pull concurrently under the client's shared per-action rate limiter. A pull that failed
+without a whole response is *indeterminate*: a marker goes to the spool so the loss is counted
+(and healed later by by-number gap filling), and the worker backs off before pulling again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from pipelines.tencent import actions as A
+from pipelines.tencent.client import SmsApiClient, parse_page
+from pipelines.tencent.errors import TencentCloudError, TransportError
+from pipelines.warehouse.spool import INDETERMINATE, Spool
+
+log = logging.getLogger(__name__)
+_rng = random.Random()  # jitter of the backoff between failed pulls
+
+
+@dataclasses.dataclass
+class DrainReport:
+    action: str
+    pulls: int = 0
+    records: int = 0
+    indeterminate: int = 0
+    throttled: int = 0
+    transient_errors: int = 0
+    seconds: float = 0.0
+    drained: bool = False  # the queue answered with a short page
+    stopped_by: str = ""  # drained | time_budget | failures | error
+
+    @property
+    def pulls_per_second(self) -> float:
+        return self.pulls / self.seconds if self.seconds else 0.0
+
+
+def drain_queue(
+    client: SmsApiClient,
+    spool: Spool,
+    action: str,
+    *,
+    time_budget_seconds: float = 300.0,
+    workers: int = 4,
+    limit: int = A.MAX_LIMIT,
+    max_consecutive_failures: int = 8,
+) -> DrainReport:
+    """Pull `action` until the queue is empty or the budget is spent. Raises TencentCloudError on a
+    permanent error (bad credentials, wrong app id): retrying those cannot help."""
+    if action not in A.QUEUE_ACTIONS:
+        raise ValueError(f"{action} is not a queue action")
+    report = DrainReport(action)
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures = 0
+    fatal: list[TencentCloudError] = []
+    started = time.monotonic()
+    deadline = started + time_budget_seconds
+
+    def finish(reason: str) -> None:
+        with lock:
+            if not report.stopped_by:
+                report.stopped_by = reason
+        stop.set()
+
+    def worker() -> None:
+        nonlocal failures
+        while not stop.is_set():
+            if time.monotonic() >= deadline:
+                finish("time_budget")
+                return
+            raw = client.pull_queue_raw(action, limit)
+            if raw.indeterminate:
+                spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
+                with lock:
+                    report.pulls += 1
+                    report.indeterminate += 1
+                    failures += 1
+                    attempt = failures
+                log.warning("%s: indeterminate pull (%s); records may have left the queue", action, raw.failure)
+                if attempt >= max_consecutive_failures:
+                    finish("failures")
+                    return
+                time.sleep(client.retry.delay(min(attempt, 6), _rng))
+                continue
+            spool.write(action, raw.body)
+            try:
+                page = parse_page(action, raw.body)
+            except TencentCloudError as exc:
+                with lock:
+                    report.pulls += 1
+                    if exc.code.startswith("RequestLimitExceeded"):
+                        report.throttled += 1
+                    else:
+                        report.transient_errors += 1
+                    failures += 1
+                    attempt = failures
+                if not exc.retryable:
+                    fatal.append(exc)
+                    finish("error")
+                    return
+                if attempt >= max_consecutive_failures:
+                    finish("failures")
+                    return
+                time.sleep(client.retry.delay(min(attempt, 6), _rng))
+                continue
+            except TransportError:
+                # A complete HTTP 200 whose body is not the envelope: kept in the spool, where the
+                # loader quarantines it; the records in it (if any) are not lost.
+                with lock:
+                    report.pulls += 1
+                    report.transient_errors += 1
+                    failures += 1
+                continue
+            with lock:
+                report.pulls += 1
+                report.records += len(page.records)
+                failures = 0
+            if len(page.records) < limit:
+                with lock:
+                    report.drained = True
+                finish("drained")
+                return
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"drain-{action}") as pool:
+        futures = [pool.submit(worker) for _ in range(workers)]
+        for future in futures:
+            try:
+                future.result()
+            except BaseException:
+                stop.set()
+                raise
+    report.seconds = time.monotonic() - started
+    if fatal:
+        raise fatal[0]
+    return report
+

@@ -1,0 +1,88 @@
+"""Dagster resources: the SMS API client, the warehouse and spool, the sending application's files.
+
+Secrets enter only here, through `dg.EnvVar`, when Dagster builds the resource for a run; they are
+never part of run config or metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from pipelines.tencent.client import SmsApiClient
+from pipelines.warehouse.db import open_warehouse
+from pipelines.warehouse.spool import Spool
+
+
+class SmsApiResource(dg.ConfigurableResource):
+    """The Tencent Cloud SMS API (or the simulator, by endpoint)."""
+
+    endpoint: str
+    secret_id: str
+    secret_key: str
+    session_token: str | None = None
+    sdk_app_id: str
+    region: str = "ap-guangzhou"
+    provider_timezone: str = "Asia/Shanghai"
+    timeout_seconds: float = 10.0
+    rate_fraction: float = 0.95
+    workers: int = 4
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[SmsApiClient]:
+        import httpx
+
+        client = SmsApiClient(
+            endpoint=self.endpoint,
+            secret_id=self.secret_id,
+            secret_key=self.secret_key,
+            session_token=self.session_token or None,
+            sdk_app_id=self.sdk_app_id,
+            region=self.region,
+            provider_timezone=self.provider_timezone,
+            timeout=httpx.Timeout(self.timeout_seconds, connect=min(5.0, self.timeout_seconds)),
+            rate_fraction=self.rate_fraction,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file and the spool of raw responses waiting to be loaded."""
+
+    path: str
+    spool_dir: str
+    lock_wait_seconds: float = 300.0
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with open_warehouse(self.path, wait_seconds=self.lock_wait_seconds) as con:
+            yield con
+
+    def spool(self) -> Spool:
+        return Spool(Path(self.spool_dir))
+
+
+class SourcesResource(dg.ConfigurableResource):
+    """Globs of the sending application's SendSms log and conversion events (both optional)."""
+
+    sends_path: str | None = None
+    conversions_path: str | None = None
+
+
+class MetricsConfig(dg.ConfigurableResource):
+    """Attribution windows and thresholds of the marts and checks."""
+
+    timezone: str = "UTC"
+    conversion_window_days: int = 7
+    reply_window_hours: int = 72
+    opt_out_words: list[str] = ["td", "t", "退订", "stop", "unsubscribe"]
+    coverage_threshold: float = 0.95
+    reconciliation_tolerance: float = 0.0
+    lookback_days: int = 3

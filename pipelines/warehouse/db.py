@@ -1,0 +1,83 @@
+"""DuckDB access: the SQL files of sql/, connections that wait out another writer, transactions.
+
+DuckDB lets one process write a database file at a time, and a read-only connection from another
+process is refused while a writer has it open. Writers therefore hold the file only for short
+transactions, and every connection retries briefly on a lock conflict instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.resources
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process held the warehouse file for longer than we were willing to wait."""
+
+
+@functools.cache
+def sql_text(name: str) -> str:
+    """The text of sql/NAME.sql."""
+    return importlib.resources.files("pipelines.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    text = str(exc)
+    return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
+                if _is_lock_conflict(exc):
+                    raise WarehouseBusyError(
+                        f"{path} is held by another process (a sync?) for more than {wait_seconds:.0f}s; try again"
+                    ) from None
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    con.execute("set time zone 'UTC'")
+    return con
+
+
+@contextlib.contextmanager
+def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only, wait_seconds=wait_seconds)
+    try:
+        if not read_only:
+            ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(sql_text("create_raw"))
+    con.execute(sql_text("create_staging"))
+    con.execute(sql_text("create_marts"))
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")

@@ -1,0 +1,196 @@
+"""Raw records of a range of days, normalized (E.164, UTC) with polars, into the staging tables.
+
+A message belongs to the day it was sent (from the sends log) or, when the log does not know it,
+to the day of its first receipt. Each call rewrites exactly the slice of its days, in one
+transaction, so materializing a partition twice gives the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+
+from pipelines.normalize.phones import normalize_phones
+from pipelines.normalize.timestamps import unix_seconds_to_utc
+from pipelines.warehouse.db import sql_text, transaction
+
+
+@dataclasses.dataclass(frozen=True)
+class DayRange:
+    """Days [first, last] in a time zone, and the UTC instants that bound them."""
+
+    first: dt.date
+    last: dt.date
+    tz: ZoneInfo
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime.combine(self.first, dt.time(0), self.tz).astimezone(dt.UTC)
+
+    @property
+    def end(self) -> dt.datetime:
+        """Exclusive."""
+        return dt.datetime.combine(self.last + dt.timedelta(days=1), dt.time(0), self.tz).astimezone(dt.UTC)
+
+    def days(self) -> list[dt.date]:
+        return [self.first + dt.timedelta(days=i) for i in range((self.last - self.first).days + 1)]
+
+    def params(self) -> dict[str, object]:
+        """Bound parameters of the SQL files: the days and their UTC bounds, in seconds too."""
+        return {
+            "first_day": self.first,
+            "last_day": self.last,
+            "start": self.start,
+            "end": self.end,
+            "start_s": int(self.start.timestamp()),
+            "end_s": int(self.end.timestamp()),
+        }
+
+
+@dataclasses.dataclass
+class StagingReport:
+    sends: int = 0
+    messages: int = 0
+    receipts: int = 0
+    orphan_messages: int = 0  # messages missing from the sends log, placed by their first receipt
+    conversions: int = 0
+    replies: int = 0
+    flagged_times: int = 0  # timestamps converted (milliseconds) or nulled (zero, far future)
+    invalid_numbers: int = 0
+    unusable_send_times: int = 0
+
+
+def _local_date(column: str, tz: ZoneInfo) -> pl.Expr:
+    return pl.col(column).dt.convert_time_zone(str(tz)).dt.date()
+
+
+def _phones(frame: pl.DataFrame) -> pl.DataFrame:
+    """E.164, calling code, region and validity from PhoneNumber (+ CountryCode, SubscriberNumber)."""
+    has_cc = "country_code" in frame.columns
+    has_sub = "subscriber_number" in frame.columns
+    if has_cc:
+        frame = frame.rename({"country_code": "country_code_raw"})
+    out = normalize_phones(
+        frame, "phone_number", "country_code_raw" if has_cc else None,
+        subscriber_number="subscriber_number" if has_sub else None,
+    )
+    return out.drop([c for c in ("country_code_raw",) if c in out.columns])
+
+
+def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
+    """Rewrite staging.sends, staging.receipts and staging.conversions for the days."""
+    report = StagingReport()
+    p = days.params()
+    tz = days.tz
+
+    sends = con.execute(sql_text("select_sends_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
+    sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
+    report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
+    sends = (
+        sends.filter(pl.col("sent_at").is_not_null())
+        .with_columns(send_date=_local_date("sent_at", tz))
+        .filter(pl.col("send_date").is_between(days.first, days.last))
+    )
+    # The same SerialNo in two files (an overlapping log rotation) is one message.
+    ok = pl.col("serial_no").is_not_null() & (pl.col("serial_no") != "")
+    sends = pl.concat([
+        sends.filter(ok).sort("source_file", "source_row").unique("serial_no", keep="first", maintain_order=True),
+        sends.filter(~ok),
+    ])
+    sends = _phones(sends)
+    report.sends = sends.height
+
+    day_serials = sends.filter(ok).select("serial_no", "send_date")
+    con.register("_day_serials", day_serials)
+    receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
+    receipts = receipts.join(day_serials, on="serial_no", how="left")
+
+    orphans = con.execute(sql_text("select_orphan_receipts"), {k: p[k] for k in ("start", "end", "start_s", "end_s")}).pl()
+    orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")
+    first = (
+        orphans.with_columns(_placed=pl.coalesce("_t", "pulled_at"))
+        .group_by("serial_no")
+        .agg(pl.col("_placed").min().alias("_first"))
+        .with_columns(send_date=_local_date("_first", tz))
+        .filter(pl.col("send_date").is_between(days.first, days.last))
+        .select("serial_no", "send_date")
+    )
+    orphans = orphans.drop("_t", "_f").join(first, on="serial_no", how="inner")
+    report.orphan_messages = first.height
+    receipts = pl.concat([receipts, orphans], how="diagonal_relaxed")
+    receipts = unix_seconds_to_utc(receipts, "user_receive_time", out="receive_at", flag="receive_time_flag")
+    receipts = _phones(receipts)
+    report.receipts = receipts.height
+    report.messages = day_serials.height + first.height
+    report.flagged_times = receipts.filter(pl.col("receive_time_flag").is_not_null()).height
+    report.invalid_numbers = receipts.filter(~pl.col("phone_valid")).height
+
+    con.register("_all_serials", pl.concat([day_serials, first]))
+    conversions = con.execute(
+        "select c.serial_no, c.conversion_time, c.source_file, c.source_row, s.send_date "
+        "from raw.conversions c join _all_serials s using (serial_no)"
+    ).pl()
+    con.unregister("_day_serials")
+    con.unregister("_all_serials")
+    conversions = unix_seconds_to_utc(conversions, "conversion_time", out="converted_at", flag="conversion_time_flag")
+    report.conversions = conversions.height
+
+    staged = {}
+    staged["staging.sends"] = sends.select(
+        "send_date", "serial_no", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid", "sign_name",
+        "template_id", "session_context", "sent_at", "fee", "code", "message", "sms_sdk_app_id", "source_file", "source_row",
+    )
+    staged["staging.receipts"] = receipts.select(
+        "send_date", "serial_no", "record_key", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid",
+        "report_status", "description", pl.col("receive_at").alias("user_receive_time"), "receive_time_flag",
+        "session_context", "action", "pulled_at",
+    )
+    staged["staging.conversions"] = conversions.select(
+        "send_date", "serial_no", pl.col("converted_at").alias("conversion_time"), "conversion_time_flag",
+        "source_file", "source_row",
+    )
+    with transaction(con):
+        for table, frame in staged.items():
+            replace_slice(con, table, "send_date", days, frame)
+    return report
+
+
+def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, days: DayRange, frame: pl.DataFrame) -> None:
+    """Delete the days' rows of `table` and insert `frame`, by column name (inside the caller's
+    transaction)."""
+    con.execute(f"delete from {table} where {date_column} between $first_day and $last_day",
+                {"first_day": days.first, "last_day": days.last})
+    con.register("_slice", frame)
+    try:
+        columns = ", ".join(frame.columns)
+        con.execute(f"insert into {table} ({columns}) select {columns} from _slice")
+    finally:
+        con.unregister("_slice")
+
+
+def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
+    """Rewrite staging.replies for the days (a reply belongs to the day it was sent)."""
+    report = StagingReport()
+    p = days.params()
+    replies = con.execute(sql_text("select_replies_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
+    replies = unix_seconds_to_utc(replies, "reply_time", out="reply_at", flag="reply_time_flag")
+    replies = (
+        replies.filter(pl.col("reply_at").is_not_null())
+        .with_columns(reply_date=_local_date("reply_at", days.tz))
+        .filter(pl.col("reply_date").is_between(days.first, days.last))
+    )
+    replies = _phones(replies)
+    report.replies = replies.height
+    report.flagged_times = replies.filter(pl.col("reply_time_flag").is_not_null()).height
+    staged = replies.select(
+        "reply_date", "record_key", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid",
+        "sign_name", "extend_code", "reply_content", pl.col("reply_at").alias("reply_time"), "reply_time_flag",
+        "action", "pulled_at",
+    )
+    with transaction(con):
+        replace_slice(con, "staging.replies", "reply_date", days, staged)
+    return report

@@ -1,0 +1,65 @@
+-- marts.message_status for the days [$first_day, $last_day] from staging. The final receipt of a
+-- message is the latest by receive time (an older receipt never overwrites a newer one); a
+-- conversion counts within $attribution_days days after sending.
+insert into marts.message_status (
+    send_date, serial_no, phone_e164, country_code, iso_code, sign_name, template_id, session_context,
+    sent_at, fee, report_status, description, user_receive_time, latency_seconds, converted_at,
+    receipts, in_sends_log
+)
+with logged as (
+    select * from staging.sends
+    where send_date between $first_day and $last_day and serial_no is not null and serial_no <> ''
+),
+ranked as (
+    select *, row_number() over (
+        partition by serial_no
+        order by user_receive_time desc nulls last, pulled_at desc, record_key desc
+    ) as rank_newest
+    from staging.receipts
+    where send_date between $first_day and $last_day
+),
+final as (select * from ranked where rank_newest = 1),
+receipt_counts as (
+    select serial_no, count(*) as receipts
+    from staging.receipts where send_date between $first_day and $last_day
+    group by serial_no
+),
+messages as (
+    select
+        coalesce(l.send_date, f.send_date) as send_date,
+        coalesce(l.serial_no, f.serial_no) as serial_no,
+        coalesce(l.phone_e164, f.phone_e164) as phone_e164,
+        coalesce(l.country_code, f.country_code) as country_code,
+        coalesce(l.iso_code, f.iso_code) as iso_code,
+        l.sign_name,
+        l.template_id,
+        coalesce(l.session_context, nullif(f.session_context, '')) as session_context,
+        l.sent_at,
+        l.fee,
+        f.report_status,
+        f.description,
+        f.user_receive_time,
+        l.serial_no is not null as in_sends_log
+    from logged l
+    full outer join final f on f.serial_no = l.serial_no
+),
+converted as (
+    select m.serial_no, min(c.conversion_time) as converted_at
+    from messages m
+    join staging.conversions c
+      on c.serial_no = m.serial_no and c.send_date between $first_day and $last_day
+    where c.conversion_time >= coalesce(m.sent_at, m.user_receive_time)
+      and c.conversion_time < coalesce(m.sent_at, m.user_receive_time) + to_days(cast($attribution_days as integer))
+    group by m.serial_no
+)
+select
+    m.send_date, m.serial_no, m.phone_e164, m.country_code, m.iso_code, m.sign_name, m.template_id,
+    m.session_context, m.sent_at, m.fee, m.report_status, m.description, m.user_receive_time,
+    case when m.report_status is not null
+         then epoch(m.user_receive_time) - epoch(m.sent_at) end as latency_seconds,
+    c.converted_at,
+    coalesce(rc.receipts, 0) as receipts,
+    m.in_sends_log
+from messages m
+left join converted c using (serial_no)
+left join receipt_counts rc using (serial_no)

@@ -1,0 +1,147 @@
+-- Raw layer: every record as received, with where it came from. Idempotent DDL.
+create schema if not exists raw;
+create schema if not exists staging;
+create schema if not exists marts;
+
+-- One row per spooled response (or indeterminate pull): the batch ledger. A batch is loaded once.
+create table if not exists raw.batches (
+    batch_id varchar primary key,
+    action varchar not null,
+    pulled_at timestamptz not null,
+    request_id varchar,
+    outcome varchar not null,          -- ok | error | indeterminate | unparseable
+    error_code varchar,
+    error_message varchar,
+    records integer not null,          -- records in the response
+    new_records integer not null,      -- of which not seen before
+    quarantined integer not null,
+    loaded_at timestamptz not null default current_timestamp
+);
+
+-- Delivery receipts from PullSmsSendStatus and PullSmsSendStatusByPhoneNumber.
+-- record_key = SerialNo | ReportStatus | receive time in seconds: the same receipt from a repeated
+-- queue record or from a by-number pull is stored once.
+create table if not exists raw.send_status (
+    record_key varchar not null,
+    serial_no varchar,
+    phone_number varchar,
+    country_code varchar,
+    subscriber_number varchar,
+    report_status varchar,
+    description varchar,
+    user_receive_time bigint,
+    session_context varchar,
+    extra_fields json,                 -- unknown fields, and values of an unexpected type
+    batch_id varchar not null,
+    record_index integer not null,
+    action varchar not null,
+    pulled_at timestamptz not null,
+    request_id varchar
+);
+
+-- Replies from PullSmsReplyStatus and PullSmsReplyStatusByPhoneNumber.
+-- record_key = hash of number, signature, reply time in seconds and content.
+create table if not exists raw.reply_status (
+    record_key varchar not null,
+    phone_number varchar,
+    country_code varchar,
+    subscriber_number varchar,
+    sign_name varchar,
+    extend_code varchar,
+    reply_content varchar,
+    reply_time bigint,
+    extra_fields json,
+    batch_id varchar not null,
+    record_index integer not null,
+    action varchar not null,
+    pulled_at timestamptz not null,
+    request_id varchar
+);
+
+-- SendStatusStatistics and CallbackStatusStatistics, one row per provider hour.
+create table if not exists raw.statistics_hourly (
+    provider_hour varchar primary key,  -- yyyymmddhh in SMSLEDGER_PROVIDER_TIMEZONE, as sent
+    hour timestamptz not null,          -- its start, UTC
+    fee_count bigint,
+    request_count bigint,
+    request_success_count bigint,
+    callback_count bigint,
+    callback_success_count bigint,
+    callback_fail_count bigint,
+    callback_request_success_count bigint,
+    internal_error_count bigint,
+    invalid_number_count bigint,
+    shutdown_error_count bigint,
+    blacklist_count bigint,
+    frequency_limit_count bigint,
+    send_request_id varchar,
+    callback_request_id varchar,
+    pulled_at timestamptz not null
+);
+
+-- The sending application's SendSms log and conversion events, one row per input record.
+create table if not exists raw.sends (
+    serial_no varchar,
+    phone_number varchar,
+    fee bigint,
+    session_context varchar,
+    code varchar,
+    message varchar,
+    iso_code varchar,
+    send_time bigint,
+    sms_sdk_app_id varchar,
+    template_id varchar,
+    sign_name varchar,
+    source_file varchar not null,
+    source_row integer not null
+);
+
+create table if not exists raw.conversions (
+    serial_no varchar,
+    conversion_time bigint,
+    source_file varchar not null,
+    source_row integer not null
+);
+
+-- Input files already loaded, so an unchanged file is not read again.
+create table if not exists raw.source_files (
+    source_file varchar primary key,
+    kind varchar not null,
+    size_bytes bigint not null,
+    mtime_ns bigint not null,
+    rows integer not null,
+    quarantined integer not null,
+    loaded_at timestamptz not null default current_timestamp
+);
+
+-- Records that could not be keyed or parsed, with the reason. Nothing is dropped silently.
+create table if not exists raw.quarantine (
+    source varchar not null,           -- the action, or sends / conversions
+    reason varchar not null,
+    payload varchar,
+    batch_id varchar not null,         -- the spool batch or the source file
+    record_index integer not null,     -- -1 for a whole response or file
+    quarantined_at timestamptz not null default current_timestamp
+);
+
+-- Signatures and templates (DescribeSmsSignList / DescribeSmsTemplateList).
+create table if not exists raw.signs (
+    sign_id bigint primary key,
+    sign_name varchar,
+    international integer,
+    status_code integer,
+    review_reply varchar,
+    create_time bigint,
+    pulled_at timestamptz not null
+);
+
+create table if not exists raw.templates (
+    template_id bigint primary key,
+    template_name varchar,
+    template_content varchar,
+    international integer,
+    status_code integer,
+    review_reply varchar,
+    create_time bigint,
+    pulled_at timestamptz not null
+);

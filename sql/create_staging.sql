@@ -1,0 +1,71 @@
+-- Staging: normalized (E.164, UTC) records, written per daily partition (send_date / reply_date in
+-- SMSLEDGER_TIMEZONE). Idempotent DDL.
+
+-- The sending application's SendSms log, one row per input record, by send day.
+create table if not exists staging.sends (
+    send_date date not null,
+    serial_no varchar,
+    phone_number varchar,          -- as recorded
+    phone_e164 varchar,
+    country_code varchar,
+    iso_code varchar,
+    phone_valid boolean,
+    sign_name varchar,
+    template_id varchar,
+    session_context varchar,
+    sent_at timestamptz,
+    fee bigint,
+    code varchar,
+    message varchar,
+    sms_sdk_app_id varchar,
+    source_file varchar,
+    source_row integer
+);
+
+-- Distinct receipts of the messages of a day: messages of the sends log sent that day, and
+-- messages missing from the log whose first receipt arrived that day.
+create table if not exists staging.receipts (
+    send_date date not null,
+    serial_no varchar not null,
+    record_key varchar not null,
+    phone_number varchar,
+    phone_e164 varchar,
+    country_code varchar,
+    iso_code varchar,
+    phone_valid boolean,
+    report_status varchar,
+    description varchar,
+    user_receive_time timestamptz,
+    receive_time_flag varchar,     -- why user_receive_time is null or was converted (zero, milliseconds, ...)
+    session_context varchar,
+    action varchar,
+    pulled_at timestamptz
+);
+
+-- Distinct replies, by reply day.
+create table if not exists staging.replies (
+    reply_date date not null,
+    record_key varchar not null,
+    phone_number varchar,
+    phone_e164 varchar,
+    country_code varchar,
+    iso_code varchar,
+    phone_valid boolean,
+    sign_name varchar,
+    extend_code varchar,
+    reply_content varchar,
+    reply_time timestamptz,
+    reply_time_flag varchar,
+    action varchar,
+    pulled_at timestamptz
+);
+
+-- Conversion events of the messages of a day (every event; the mart applies the attribution window).
+create table if not exists staging.conversions (
+    send_date date not null,
+    serial_no varchar not null,
+    conversion_time timestamptz,
+    conversion_time_flag varchar,
+    source_file varchar,
+    source_row integer
+);

@@ -1,8 +1,8 @@
 """Ingestion: the provider's queues into the spool and raw tables, the sending application's
 files, signatures and templates, hourly provider statistics, and gap filling by phone number."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the annotations of asset functions
+# (config, resources, context) when it builds the definitions.
 import dataclasses
 
 import dagster as dg

@@ -1,7 +1,7 @@
 """Marts users query: one row per message and per reply, and the daily metrics built on them."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster 1.13 reads the annotations of asset and check
+# functions (context, resources) when they are defined, and rejects postponed (string) ones.
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL
@@ -54,4 +54,147 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
             ).fetchone()
         return dg.MaterializeResult(metadata={"rows": rows, "attributed": attributed, "opt_outs": opt_outs})
 
-    return [message_status, replies]
+    common = dict(partitions_def=partitions, group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
+                  backfill_policy=dg.BackfillPolicy.single_run())
+
+    @dg.asset(key=["marts", "delivery_daily"], deps=[message_status], **common)
+    def delivery_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                       metrics: MetricsConfig) -> dg.MaterializeResult:
+        """Per send day, country, signature and template: submitted (sends-log messages), receipts,
+        delivered, failed, pending, delivery_rate, delivered_of_receipts, receipt_coverage, latency
+        percentiles of delivered messages and fee. Groups of messages known only by their receipts
+        (no sends log) leave submitted, pending, delivery_rate and receipt_coverage null."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            rows = rebuild(con, "marts.delivery_daily", days)
+            submitted, receipts, delivered, failed, pending, delivered_logged, fee = con.execute(
+                "select sum(submitted), sum(receipts), sum(delivered), sum(failed), sum(pending), "
+                "sum(delivered) filter (submitted is not null), sum(fee) "
+                "from marts.delivery_daily where day between $a and $b", {"a": days.first, "b": days.last},
+            ).fetchone()
+            p50, p95 = con.execute(
+                "select quantile_cont(latency_seconds, 0.5), quantile_cont(latency_seconds, 0.95) "
+                "from marts.message_status where send_date between $a and $b and report_status = 'SUCCESS'",
+                {"a": days.first, "b": days.last},
+            ).fetchone()
+        logged_receipts = submitted - pending if submitted is not None else None
+        return dg.MaterializeResult(metadata={
+            "rows": rows,
+            "submitted": _count(submitted),
+            "receipts": _count(receipts or 0),
+            "delivered": _count(delivered or 0),
+            "failed": _count(failed or 0),
+            "pending": _count(pending),
+            "delivery_rate": _rate(delivered_logged, submitted),
+            "delivered_of_receipts": _rate(delivered, (delivered or 0) + (failed or 0)),
+            "receipt_coverage": _rate(logged_receipts, submitted),
+            "latency_p50_s": dg.FloatMetadataValue(p50),
+            "latency_p95_s": dg.FloatMetadataValue(p95),
+            "fee": _count(fee),
+        })
+
+    @dg.asset(key=["marts", "conversion_daily"], deps=[message_status, replies], **common)
+    def conversion_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                         metrics: MetricsConfig) -> dg.MaterializeResult:
+        """Per send day, country, signature and template: delivered, conversions (within the
+        attribution window), conversion_rate, median time to convert, replies attributed to the
+        group's messages, reply_rate and opt-outs. A reply counts under the day of the message it
+        answers; replies arriving after a day was built appear when the lookback window rebuilds it."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            rows = rebuild(con, "marts.conversion_daily", days)
+            delivered, conversions, replies_, opt_outs = con.execute(
+                "select sum(delivered), sum(conversions), sum(replies), sum(opt_outs) "
+                "from marts.conversion_daily where day between $a and $b", {"a": days.first, "b": days.last},
+            ).fetchone()
+        return dg.MaterializeResult(metadata={
+            "rows": rows,
+            "delivered": _count(delivered or 0),
+            "conversions": _count(conversions or 0),
+            "conversion_rate": _rate(conversions, delivered),
+            "replies": _count(replies_ or 0),
+            "reply_rate": _rate(replies_, delivered),
+            "opt_outs": _count(opt_outs or 0),
+        })
+
+    @dg.asset(key=["marts", "failure_reasons_daily"], deps=[message_status], **common)
+    def failure_reasons_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                              metrics: MetricsConfig) -> dg.MaterializeResult:
+        """Failed messages per send day, country and failure description (the final receipt's)."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            rows = rebuild(con, "marts.failure_reasons_daily", days)
+            failed, reasons, top = con.execute(
+                "select sum(failed), count(distinct description), arg_max(description, failed) from ("
+                "select description, sum(failed) as failed from marts.failure_reasons_daily "
+                "where day between $a and $b group by description)", {"a": days.first, "b": days.last},
+            ).fetchone()
+        return dg.MaterializeResult(metadata={
+            "rows": rows, "failed": _count(failed or 0), "reasons": reasons, "top_reason": top or "none",
+        })
+
+    @dg.asset(key=["marts", "provider_statistics_hourly"], deps=[["raw", "statistics_hourly"]], **common)
+    def provider_statistics_hourly(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                                   metrics: MetricsConfig) -> dg.MaterializeResult:
+        """The provider's SendStatusStatistics and CallbackStatusStatistics, one row per UTC hour
+        that starts in the partition's days, with every counter of both actions."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            hours = rebuild(con, "marts.provider_statistics_hourly", days, timezone=metrics.timezone)
+            requested, callbacks, succeeded, failed = con.execute(
+                "select sum(request_success_count), sum(callback_count), sum(callback_success_count), "
+                "sum(callback_fail_count) from marts.provider_statistics_hourly where hour >= $start and hour < $end",
+                {"start": days.start, "end": days.end},
+            ).fetchone()
+        return dg.MaterializeResult(metadata={
+            "hours": hours,
+            "provider_request_success_count": _count(requested),
+            "provider_callback_count": _count(callbacks),
+            "provider_callback_success_count": _count(succeeded),
+            "provider_callback_fail_count": _count(failed),
+            "provider_delivery_rate": _rate(succeeded, requested),
+        })
+
+    @dg.asset(key=["marts", "reconciliation_daily"], deps=[message_status, provider_statistics_hourly], **common)
+    def reconciliation_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                             metrics: MetricsConfig) -> dg.MaterializeResult:
+        """Per day, our counts beside the provider's statistics for the day's hours: submitted vs
+        RequestSuccessCount, receipts vs CallbackCount, delivered vs CallbackSuccessCount, failed vs
+        CallbackFailCount, the differences (ours - provider), and provider_delivery_rate, the
+        app-level delivery rate that stands in when there is no sends log."""
+        days = day_range(context, metrics.timezone)
+        with warehouse.connect() as con:
+            rows = rebuild(con, "marts.reconciliation_daily", days)
+            totals = con.execute(
+                "select sum(submitted_diff), sum(receipts_diff), sum(delivered_diff), sum(failed_diff), "
+                "sum(provider_request_success_count), sum(provider_callback_success_count), "
+                "count(*) filter (provider_hours = 0), count(*) filter (not has_sends_log) "
+                "from marts.reconciliation_daily where day between $a and $b", {"a": days.first, "b": days.last},
+            ).fetchone()
+        submitted_diff, receipts_diff, delivered_diff, failed_diff, requested, succeeded, unmatched, unlogged = totals
+        return dg.MaterializeResult(metadata={
+            "days": rows,
+            "submitted_diff": _count(submitted_diff),
+            "receipts_diff": _count(receipts_diff),
+            "delivered_diff": _count(delivered_diff),
+            "failed_diff": _count(failed_diff),
+            "provider_delivery_rate": _rate(succeeded, requested),
+            "days_without_provider_statistics": unmatched,
+            "days_without_sends_log": unlogged,
+        })
+
+    return [message_status, replies, delivery_daily, conversion_daily, failure_reasons_daily,
+            provider_statistics_hourly, reconciliation_daily]
+
+
+def _count(value: int | None) -> dg.IntMetadataValue:
+    """A count as metadata (DuckDB sums are HUGEINT); None where the count is unknown, such as
+    submitted without a sends log."""
+    return dg.IntMetadataValue(int(value) if value is not None else None)
+
+
+def _rate(numerator: int | None, denominator: int | None) -> dg.FloatMetadataValue:
+    """numerator / denominator, or null when either is unknown or the denominator is 0."""
+    if numerator is None or not denominator:
+        return dg.FloatMetadataValue(None)
+    return dg.FloatMetadataValue(float(numerator) / float(denominator))

@@ -1,8 +1,8 @@
 """Staging: raw records normalized in polars (E.164 numbers, UTC times), deduplicated, and
 written per daily partition in one transaction (delete the slice, insert it)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the annotations of asset functions
+# (config, resources, context) when it builds the definitions.
 import dataclasses
 
 import dagster as dg

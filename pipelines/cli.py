@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import orjson
 
@@ -43,6 +44,13 @@ def _cmd_api(ns: argparse.Namespace) -> int:
     with SmsApiClient.from_settings(settings) as client:
         response = client.call(action, params)
     sys.stdout.buffer.write(orjson.dumps(response, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    run_demo(messages_per_day=ns.messages_per_day, days=ns.days)
     return 0
 
 
@@ -97,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsledger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    demo = sub.add_parser("demo", help="the main job on the embedded simulator, with a summary")
+    demo.add_argument("--messages-per-day", type=int, default=20_000)
+    demo.add_argument("--days", type=int, default=7)
+    demo.set_defaults(run=_cmd_demo)
+
     api = sub.add_parser("api", help="one signed API call; prints the Response object as JSON")
     api.add_argument("action", help="e.g. PullSmsSendStatus")
     api.add_argument("--json", help="the request body, a JSON object")
@@ -127,8 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_dotenv(path: Path = Path(".env")) -> None:
+    """Variables of a `.env` file in the current folder, as `dagster dev` reads them; the
+    environment wins over the file."""
+    if not path.is_file():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if value:
+            os.environ.setdefault(key.strip(), value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    load_dotenv()
     run: Callable[[argparse.Namespace], int] = ns.run
     try:
         return run(ns)

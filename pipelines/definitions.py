@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from assets.checks import build_checks
 from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates
 from assets.marts import mart_assets
 from assets.staging import staging_assets
@@ -57,6 +58,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     return dg.Definitions(
         assets=[*drain_assets, *daily],
+        asset_checks=build_checks(partitions),
         jobs=[drain_job, daily_job],
         schedules=[drain_schedule, daily_schedule],
         resources={

@@ -36,3 +36,93 @@ create table if not exists marts.replies (
     is_opt_out boolean not null,
     record_key varchar not null
 );
+
+-- Delivery per send day, country and template, from marts.message_status. `submitted` counts
+-- sends-log messages; a group with none (messages known only by their receipts: no sends log, or
+-- SerialNos the log does not know) has submitted, pending, delivery_rate and receipt_coverage null.
+-- Rates come from the row's counts (null when the denominator is 0), never from averaged rates.
+create table if not exists marts.delivery_daily (
+    day date not null,                  -- the messages' send_date (SMSLEDGER_TIMEZONE)
+    iso_code varchar,
+    sign_name varchar,
+    template_id varchar,
+    submitted bigint,                   -- sends-log messages (SendSms Code "Ok")
+    receipts bigint not null,           -- messages with a final receipt
+    delivered bigint not null,          -- final receipt SUCCESS
+    failed bigint not null,             -- final receipt FAIL
+    pending bigint,                     -- sends-log messages without a receipt
+    delivery_rate double,               -- delivered / submitted
+    delivered_of_receipts double,       -- delivered / (delivered + failed)
+    receipt_coverage double,            -- receipts / submitted
+    latency_p50_s double,               -- over delivered messages: user_receive_time - sent_at
+    latency_p95_s double,
+    fee bigint                          -- sum of the sends log's Fee
+);
+
+-- Conversions and replies per send day, country and template. A reply counts under the day (and
+-- group) of the message it is attributed to, not the day it was received.
+create table if not exists marts.conversion_daily (
+    day date not null,                  -- the messages' send_date (SMSLEDGER_TIMEZONE)
+    iso_code varchar,
+    sign_name varchar,
+    template_id varchar,
+    delivered bigint not null,
+    conversions bigint not null,        -- messages converted within the attribution window
+    conversion_rate double,             -- conversions / delivered
+    median_time_to_convert_s double,    -- converted_at - sent_at, over converted messages
+    replies bigint not null,            -- replies attributed to the group's messages
+    reply_rate double,                  -- replies / delivered
+    opt_outs bigint not null            -- of those replies, opt-outs
+);
+
+-- Failed messages per send day, country and failure description.
+create table if not exists marts.failure_reasons_daily (
+    day date not null,
+    iso_code varchar,
+    description varchar,
+    failed bigint not null
+);
+
+-- The provider's SendStatusStatistics and CallbackStatusStatistics, one row per hour. The provider
+-- buckets messages by the hour they were sent. A partition day holds the hours that start in it.
+create table if not exists marts.provider_statistics_hourly (
+    hour timestamptz not null,          -- start of the hour, UTC
+    day date not null,                  -- the partition day the hour starts in (SMSLEDGER_TIMEZONE)
+    provider_hour varchar not null,     -- yyyymmddhh as asked (SMSLEDGER_PROVIDER_TIMEZONE)
+    fee_count bigint,
+    request_count bigint,
+    request_success_count bigint,
+    callback_count bigint,
+    callback_success_count bigint,
+    callback_fail_count bigint,
+    callback_request_success_count bigint,
+    internal_error_count bigint,
+    invalid_number_count bigint,
+    shutdown_error_count bigint,
+    blacklist_count bigint,
+    frequency_limit_count bigint,
+    pulled_at timestamptz not null
+);
+
+-- Our counts of a day beside the provider's statistics for the hours of that day, and the
+-- differences (ours - provider; null when either side is unknown). One row per partition day.
+create table if not exists marts.reconciliation_daily (
+    day date not null,
+    has_sends_log boolean not null,     -- the day has sends-log messages
+    submitted bigint,                   -- null without a sends log
+    provider_request_success_count bigint,
+    submitted_diff bigint,
+    receipts bigint not null,
+    provider_callback_count bigint,
+    receipts_diff bigint,
+    delivered bigint not null,
+    provider_callback_success_count bigint,
+    delivered_diff bigint,
+    failed bigint not null,
+    provider_callback_fail_count bigint,
+    failed_diff bigint,
+    delivery_rate double,               -- ours: delivered sends-log messages / submitted
+    provider_delivery_rate double,      -- CallbackSuccessCount / RequestSuccessCount: the app-level
+                                        -- delivery rate that stands in without a sends log
+    provider_hours bigint not null      -- statistics hours of the day (0: none pulled)
+);

@@ -3,25 +3,47 @@ transaction."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import duckdb
 
 from pipelines.warehouse.db import sql_text, transaction
 from pipelines.warehouse.staging import DayRange
 
-# mart table -> (its day column, the SQL file that inserts its slice)
+
+class Mart(NamedTuple):
+    """The SQL file that inserts a slice of a mart, and the column that places a row in a slice:
+    a DATE of the partition zone (daily marts), or a UTC instant (hourly marts), which is compared
+    with the days' UTC bounds so that the process or session time zone never shifts the slice."""
+
+    column: str
+    sql_file: str
+    hourly: bool = False
+
+
 MARTS = {
-    "marts.message_status": ("send_date", "build_message_status"),
-    "marts.replies": ("reply_date", "build_replies"),
+    "marts.message_status": Mart("send_date", "build_message_status"),
+    "marts.replies": Mart("reply_date", "build_replies"),
+    "marts.delivery_daily": Mart("day", "build_delivery_daily"),
+    "marts.conversion_daily": Mart("day", "build_conversion_daily"),
+    "marts.failure_reasons_daily": Mart("day", "build_failure_reasons_daily"),
+    "marts.provider_statistics_hourly": Mart("hour", "build_provider_statistics_hourly", hourly=True),
+    "marts.reconciliation_daily": Mart("day", "build_reconciliation_daily"),
 }
 
 
 def rebuild(con: duckdb.DuckDBPyConnection, table: str, days: DayRange, **params: object) -> int:
-    """Replace the days' rows of a mart; returns the rows written."""
-    day_column, sql_file = MARTS[table]
-    bounds = {"first_day": days.first, "last_day": days.last}
+    """Replace the days' rows of a mart; returns the rows written. The SQL file gets the slice's
+    bounds ($first_day/$last_day, or $start/$end for an hourly mart) and `params`."""
+    mart = MARTS[table]
+    if mart.hourly:
+        bounds: dict[str, object] = {"start": days.start, "end": days.end}
+        where = f"{mart.column} >= $start and {mart.column} < $end"
+    else:
+        bounds = {"first_day": days.first, "last_day": days.last}
+        where = f"{mart.column} between $first_day and $last_day"
     with transaction(con):
-        con.execute(f"delete from {table} where {day_column} between $first_day and $last_day", bounds)
-        con.execute(sql_text(sql_file), {**bounds, **params})
-        (rows,) = con.execute(f"select count(*) from {table} where {day_column} between $first_day and $last_day",
-                              bounds).fetchone()
+        con.execute(f"delete from {table} where {where}", bounds)
+        con.execute(sql_text(mart.sql_file), {**bounds, **params})
+        (rows,) = con.execute(f"select count(*) from {table} where {where}", bounds).fetchone()
     return rows

@@ -1,0 +1,67 @@
+-- marts.reconciliation_daily for the days [$first_day, $last_day]: one row per day, our counts
+-- (marts.message_status by send day) beside the provider's (marts.provider_statistics_hourly, the
+-- hours of the day; the provider buckets messages by send hour, so the two are comparable).
+-- `submitted` needs the sends log: on a day without sends-log messages it and its difference
+-- are null, and our delivery_rate is that of the sends-log messages. Provider columns are null on
+-- a day without statistics hours.
+insert into marts.reconciliation_daily (
+    day, has_sends_log, submitted, provider_request_success_count, submitted_diff,
+    receipts, provider_callback_count, receipts_diff, delivered, provider_callback_success_count,
+    delivered_diff, failed, provider_callback_fail_count, failed_diff, delivery_rate,
+    provider_delivery_rate, provider_hours
+)
+with days as (
+    select cast(unnest(generate_series(cast($first_day as date), cast($last_day as date), interval 1 day)) as date) as day
+),
+ours as (
+    select
+        send_date as day,
+        count(*) filter (in_sends_log) as logged,
+        count(*) filter (in_sends_log and report_status = 'SUCCESS') as logged_delivered,
+        count(*) filter (report_status is not null) as receipts,
+        count(*) filter (report_status = 'SUCCESS') as delivered,
+        count(*) filter (report_status = 'FAIL') as failed
+    from marts.message_status
+    where send_date between $first_day and $last_day
+    group by send_date
+),
+provider as (
+    select
+        day,
+        count(*) as hours,
+        cast(sum(request_success_count) as bigint) as request_success_count,
+        cast(sum(callback_count) as bigint) as callback_count,
+        cast(sum(callback_success_count) as bigint) as callback_success_count,
+        cast(sum(callback_fail_count) as bigint) as callback_fail_count
+    from marts.provider_statistics_hourly
+    where day between $first_day and $last_day
+    group by day
+),
+joined as (
+    select
+        d.day,
+        coalesce(o.logged, 0) > 0 as has_sends_log,
+        nullif(coalesce(o.logged, 0), 0) as submitted,
+        o.logged_delivered,
+        coalesce(o.receipts, 0) as receipts,
+        coalesce(o.delivered, 0) as delivered,
+        coalesce(o.failed, 0) as failed,
+        p.request_success_count,
+        p.callback_count,
+        p.callback_success_count,
+        p.callback_fail_count,
+        coalesce(p.hours, 0) as provider_hours
+    from days d
+    left join ours o using (day)
+    left join provider p using (day)
+)
+select
+    day, has_sends_log,
+    submitted, request_success_count, submitted - request_success_count,
+    receipts, callback_count, receipts - callback_count,
+    delivered, callback_success_count, delivered - callback_success_count,
+    failed, callback_fail_count, failed - callback_fail_count,
+    logged_delivered / submitted,
+    callback_success_count / nullif(request_success_count, 0),
+    provider_hours
+from joined

@@ -15,6 +15,8 @@ from pipelines.errors import RunFailedError
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+# The CLI prints its own progress; Dagster's step events stay in the run's logs (the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def ensure_dagster_home(root: Path | None = None) -> Path:
@@ -49,7 +51,7 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
-    run_config = {"ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
+    run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
     result = job.execute_in_process(instance=instance(), run_config=run_config, raise_on_error=False)
     if not result.success:
         raise RunFailedError(f"{DRAIN_JOB}: {_failure_line(result)}")
@@ -68,7 +70,7 @@ def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
     tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
-    result = job.execute_in_process(instance=instance(), tags=tags, raise_on_error=False)
+    result = job.execute_in_process(instance=instance(), tags=tags, run_config=QUIET, raise_on_error=False)
     if not result.success:
         raise RunFailedError(f"{DAILY_JOB} {first}..{last}: {_failure_line(result)}")
     log(f"materialized {first}..{last} (run {result.run_id[:8]})")

@@ -1,0 +1,453 @@
+"""Loading the sending application's sends log and conversion events: the three formats agree,
+malformed records are quarantined while the rest of the file loads, unreadable files are
+reported without stopping the others, and reloading is exact and idempotent."""
+
+import csv
+import io
+
+import duckdb
+import orjson
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.warehouse import sources
+from pipelines.warehouse.db import sql_text
+from pipelines.warehouse.sources import load_source_files
+
+SEND_FIELDS = ["SerialNo", "PhoneNumber", "Fee", "SessionContext", "Code", "Message", "IsoCode", "SendTime",
+               "SmsSdkAppId", "TemplateId", "SignName"]
+
+SENDS = [
+    {"SerialNo": "2028:6376154212416311681", "PhoneNumber": "+8618511122233", "Fee": 1, "SessionContext": "order=42",
+     "Code": "Ok", "Message": "send success", "IsoCode": "CN", "SendTime": 1620734188, "SmsSdkAppId": "1400006666",
+     "TemplateId": "1110", "SignName": "Tencent Cloud"},
+    {"SerialNo": "2028:6376154212416311682", "PhoneNumber": "+447911123456", "Fee": 2, "SessionContext": "",
+     "Code": "Ok", "Message": 'with a comma, and "quotes"', "IsoCode": "GB", "SendTime": 1620734189,
+     "SmsSdkAppId": "1400006666", "TemplateId": "1111", "SignName": "Tencent Cloud"},
+    # A failed submission, as in SendSms example 2: no SerialNo, and it is still a record.
+    {"SerialNo": "", "PhoneNumber": "+8618511122266", "Fee": 0, "SessionContext": "",
+     "Code": "LimitExceeded.PhoneNumberDailyLimit",
+     "Message": "the number of sms messages sent from a single mobile number every day exceeds the upper limit",
+     "IsoCode": "CN", "SendTime": 1620734190, "SmsSdkAppId": "1400006666", "TemplateId": "1110",
+     "SignName": "Tencent Cloud"},
+]
+
+CONVERSIONS = [
+    {"SerialNo": "2028:6376154212416311681", "ConversionTime": 1620734288},
+    {"SerialNo": "2028:6376154212416311682", "ConversionTime": 1620734388},
+]
+
+RAW_SEND_COLUMNS = "serial_no, phone_number, fee, session_context, code, message, iso_code, send_time, " \
+                   "sms_sdk_app_id, template_id, sign_name, source_row"
+
+
+@pytest.fixture
+def con(tmp_path):
+    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    connection.execute(sql_text("create_raw"))
+    yield connection
+    connection.close()
+
+
+def write_ndjson(path, records):
+    path.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+    return path
+
+
+def write_csv(path, records, fields):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(fields)
+    for record in records:
+        writer.writerow(["" if record.get(field) is None else record[field] for field in fields])
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path
+
+
+def write_parquet(path, records):
+    pl.DataFrame(records).write_parquet(path)
+    return path
+
+
+def send_rows(con, path):
+    return con.execute(f"select {RAW_SEND_COLUMNS} from raw.sends where source_file = ? order by source_row",
+                       [str(path)]).fetchall()
+
+
+def quarantine(con, path):
+    return con.execute("select reason, payload, record_index from raw.quarantine where batch_id = ? order by record_index",
+                       [str(path)]).fetchall()
+
+
+def count(con, table):
+    return con.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_each_format_loads_the_same_rows(con, tmp_path):
+    files = [
+        write_ndjson(tmp_path / "sends.ndjson", SENDS),
+        write_csv(tmp_path / "sends.csv", SENDS, SEND_FIELDS),
+        write_parquet(tmp_path / "sends.parquet", SENDS),
+        write_ndjson(tmp_path / "sends.jsonl", SENDS),
+    ]
+    report = load_source_files(con, "sends", str(tmp_path / "sends.*"))
+
+    assert (report.files, report.loaded_files, report.rows, report.quarantined, report.problems) == (4, 4, 12, 0, [])
+    expected = [
+        ("2028:6376154212416311681", "+8618511122233", 1, "order=42", "Ok", "send success", "CN", 1620734188,
+         "1400006666", "1110", "Tencent Cloud", 0),
+        ("2028:6376154212416311682", "+447911123456", 2, "", "Ok", 'with a comma, and "quotes"', "GB", 1620734189,
+         "1400006666", "1111", "Tencent Cloud", 1),
+        ("", "+8618511122266", 0, "", "LimitExceeded.PhoneNumberDailyLimit", SENDS[2]["Message"], "CN", 1620734190,
+         "1400006666", "1110", "Tencent Cloud", 2),
+    ]
+    for path in files:
+        assert send_rows(con, path) == expected, path.name
+    recorded = con.execute("select source_file, kind, size_bytes, rows, quarantined from raw.source_files order by 1").fetchall()
+    assert recorded == sorted((str(p), "sends", p.stat().st_size, 3, 0) for p in files)
+
+
+def test_conversions_in_each_format(con, tmp_path):
+    write_ndjson(tmp_path / "c.ndjson", CONVERSIONS)
+    write_csv(tmp_path / "c.csv", CONVERSIONS, ["SerialNo", "ConversionTime"])
+    write_parquet(tmp_path / "c.parquet", CONVERSIONS)
+
+    report = load_source_files(con, "conversions", str(tmp_path / "c.*"))
+
+    assert (report.loaded_files, report.rows, report.problems) == (3, 6, [])
+    rows = con.execute("select source_file, serial_no, conversion_time, source_row from raw.conversions").fetchall()
+    for suffix in ("ndjson", "csv", "parquet"):
+        assert sorted(r[1:] for r in rows if r[0].endswith(suffix)) == [
+            ("2028:6376154212416311681", 1620734288, 0), ("2028:6376154212416311682", 1620734388, 1)]
+
+
+def test_malformed_ndjson_loads_good_rows_and_quarantines_the_rest(con, tmp_path):
+    ok = dict(SENDS[0])
+    lines = [
+        orjson.dumps(ok),
+        b'{"SerialNo": "s-2", "Code": "Ok", "SendTime": 16207',          # cut short: not JSON
+        orjson.dumps({**ok, "SerialNo": ""}),                             # Ok send without SerialNo
+        b"",                                                              # blank: not a record
+        orjson.dumps({**ok, "SerialNo": "s-4", "SendTime": "abc"}),
+        orjson.dumps(SENDS[2]),                                           # failed send: kept
+        orjson.dumps({**ok, "SerialNo": "s-6", "SendTime": "1620734199", "Unknown": {"x": [1]}}),
+    ]
+    path = tmp_path / "sends.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    report = load_source_files(con, "sends", str(path))
+
+    assert (report.rows, report.quarantined) == (3, 3)
+    assert report.problems == [
+        f"{path}: malformed rows quarantined, the others loaded (3 bad rows of 6; first at row 1: "
+        f"not valid JSON: unexpected end of data at column 52)"
+    ]
+    assert [(row[0], row[-1]) for row in send_rows(con, path)] == [
+        (ok["SerialNo"], 0), ("", 4), ("s-6", 5)]
+    assert con.execute("select send_time from raw.sends where serial_no = 's-6'").fetchone() == (1620734199,)
+    assert quarantine(con, path) == [
+        ("not valid JSON: unexpected end of data at column 52", lines[1].decode(), 1),
+        ("missing SerialNo on a send with Code Ok", lines[2].decode(), 2),
+        ("SendTime 'abc' is not a whole number", lines[4].decode(), 3),
+    ]
+
+
+def test_values_are_converted_or_quarantined_by_one_rule(con, tmp_path):
+    base = {"SerialNo": "s", "Code": "Ok", "SendTime": 1620734188}
+    records = [
+        {**base, "Fee": "2", "SendTime": " 1620734188 "},
+        {**base, "Fee": 3.0, "SendTime": "1620734188.0"},
+        {**base, "SmsSdkAppId": 1400006666, "TemplateId": 1110, "SessionContext": {"campaign": 7}},
+        {**base, "Fee": ""},
+        {**base, "Fee": "x"},
+        {**base, "Fee": 1.5},
+        {**base, "Fee": True},
+        b'{"SerialNo": "s", "Code": "Ok", "SendTime": 1180591620717411303424}',
+        {**base, "SendTime": None},
+        {"Code": "Ok", "SendTime": 1620734188},
+        {"SerialNo": "", "SendTime": 1620734188},
+        "not an object",
+    ]
+    path = tmp_path / "sends.ndjson"
+    path.write_bytes(b"".join((r if isinstance(r, bytes) else orjson.dumps(r)) + b"\n" for r in records))
+
+    load_source_files(con, "sends", str(path))
+
+    assert con.execute("select fee, send_time, sms_sdk_app_id, template_id, session_context, source_row from raw.sends "
+                       "order by source_row").fetchall() == [
+        (2, 1620734188, None, None, None, 0),
+        (3, 1620734188, None, None, None, 1),
+        (None, 1620734188, "1400006666", "1110", '{"campaign": 7}', 2),
+        (None, 1620734188, None, None, None, 3),
+    ]
+    assert [(reason, index) for reason, _, index in quarantine(con, path)] == [
+        ("Fee 'x' is not a whole number", 4),
+        ("Fee '1.5' is not a whole number", 5),
+        ("Fee 'true' is not a whole number", 6),
+        ("SendTime '1180591620717411303424' is not a whole number", 7),
+        ("missing SendTime", 8),
+        ("missing SerialNo on a send with Code Ok", 9),
+        ("missing SerialNo and Code", 10),
+        ("not a JSON object", 11),
+    ]
+
+
+def test_csv_with_ragged_rows(con, tmp_path):
+    path = tmp_path / "sends.csv"
+    path.write_text(
+        "SerialNo,Code,SendTime,Extra\n"
+        "s-0,Ok,1620734188,x\n"
+        "s-1,Ok,1620734188\n"
+        "\n"
+        "s-2,Ok,1620734188,x,y\n"
+        's-3,"Ok",1620734188,"a, b"\n'
+        "s-4,Ok,,x\n",
+        encoding="utf-8",
+    )
+
+    report = load_source_files(con, "sends", str(path))
+
+    assert report.problems == [
+        f"{path}: malformed rows quarantined, the others loaded (3 bad rows of 5; first at row 1: "
+        "3 fields where the header has 4)"
+    ]
+    assert [(row[0], row[-1]) for row in send_rows(con, path)] == [("s-0", 0), ("s-3", 3)]
+    assert quarantine(con, path) == [
+        ("3 fields where the header has 4", "s-1,Ok,1620734188", 1),
+        ("5 fields where the header has 4", "s-2,Ok,1620734188,x,y", 2),
+        ("missing SendTime", "s-4,Ok,,x", 4),
+    ]
+
+
+def test_csv_quote_left_open_spoils_only_what_follows_it(con, tmp_path):
+    path = tmp_path / "sends.csv"
+    path.write_text(
+        "SerialNo,Code,SendTime\n"
+        "s-0,Ok,1620734188\n"
+        's-1,Ok,1620734188\n'
+        's-2,"Ok,1620734188\n'
+        "s-3,Ok,1620734188\n",
+        encoding="utf-8",
+    )
+
+    report = load_source_files(con, "sends", str(path))
+
+    assert [row[0] for row in send_rows(con, path)] == ["s-0", "s-1"]
+    assert report.quarantined == 1
+    assert quarantine(con, path)[0][2] == 2
+
+
+def test_csv_line_ends(con, tmp_path):
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b"\xef\xbb\xbfSerialNo,Code,SendTime\r\ns-0,Ok,1\r\n\"s-1\",Ok,2\r\n\r\n\r\n")
+    old_mac = tmp_path / "cr.csv"
+    old_mac.write_bytes(b"SerialNo,Code,SendTime\rs-0,Ok,1\rs-1,Ok,2\r")
+
+    report = load_source_files(con, "sends", str(tmp_path / "*.csv"))
+
+    assert (report.rows, report.problems) == (4, [])
+    for path in (crlf, old_mac):
+        assert [(r[0], r[7], r[-1]) for r in send_rows(con, path)] == [("s-0", 1, 0), ("s-1", 2, 1)]
+
+
+def test_parquet_types_follow_the_same_rules(con, tmp_path):
+    path = tmp_path / "sends.parquet"
+    pl.DataFrame({
+        "SerialNo": ["s-0", "s-1", "s-2"],
+        "Code": ["Ok", "Ok", "Ok"],
+        "SendTime": ["1620734188", "1620734188.0", "later"],
+        "Fee": [2.0, None, 1.0],
+        "TemplateId": [1110, 1111, 1112],
+        "SessionContext": [True, False, None],
+        "PhoneNumber": [[1], [2], [3]],
+    }).write_parquet(path)
+
+    load_source_files(con, "sends", str(path))
+
+    assert con.execute("select serial_no, send_time, fee, template_id, session_context from raw.sends").fetchall() == []
+    assert [(reason, index) for reason, _, index in quarantine(con, path)] == [
+        ("PhoneNumber is List(Int64), not text", 0), ("PhoneNumber is List(Int64), not text", 1),
+        ("PhoneNumber is List(Int64), not text", 2)]
+    pl.read_parquet(path).drop("PhoneNumber").write_parquet(path)
+
+    load_source_files(con, "sends", str(path))
+
+    assert con.execute("select serial_no, send_time, fee, template_id, session_context from raw.sends").fetchall() == [
+        ("s-0", 1620734188, 2, "1110", "true"), ("s-1", 1620734188, None, "1111", "false")]
+    assert quarantine(con, path) == [
+        ("SendTime 'later' is not a whole number",
+         '{"SerialNo":"s-2","Code":"Ok","SendTime":"later","Fee":1.0,"TemplateId":1112,"SessionContext":null}', 2)]
+
+
+def test_unreadable_files_are_reported_and_the_others_load(con, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = write_ndjson(folder / "a-good.ndjson", SENDS)
+    corrupt = folder / "b-corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 this is not a parquet file PAR1")
+    headless = write_csv(folder / "c-no-sendtime.csv", SENDS, ["SerialNo", "Code", "PhoneNumber"])
+    unknown = folder / "d-notes.txt"
+    unknown.write_text("hello")
+    also_good = write_csv(folder / "e-good.csv", SENDS, SEND_FIELDS)
+
+    report = load_source_files(con, "sends", str(folder / "*"))
+
+    assert (report.files, report.loaded_files, report.rows, report.quarantined) == (5, 2, 6, 3)
+    assert len(report.problems) == 3
+    assert report.problems[0].startswith(f"{corrupt}: cannot be read, nothing loaded from it (not a readable Parquet file")
+    assert report.problems[1] == (
+        f"{headless}: cannot be read, nothing loaded from it "
+        "(the header has no SendTime column (it has: SerialNo, Code, PhoneNumber))"
+    )
+    assert report.problems[2].startswith(f"{unknown}: cannot be read, nothing loaded from it (unsupported file type .txt")
+    assert len(send_rows(con, good)) == len(send_rows(con, also_good)) == 3
+    failures = con.execute("select batch_id, record_index from raw.quarantine order by 1").fetchall()
+    assert failures == [(str(corrupt), -1), (str(headless), -1), (str(unknown), -1)]
+
+    again = load_source_files(con, "sends", str(folder / "*"))
+    assert (again.unchanged_files, again.loaded_files, len(again.problems)) == (2, 0, 3)
+    assert count(con, "raw.quarantine") == 3
+
+    write_parquet(corrupt, SENDS)
+    fixed = load_source_files(con, "sends", str(folder / "*"))
+    assert fixed.loaded_files == 1 and len(send_rows(con, corrupt)) == 3
+    assert quarantine(con, corrupt) == []
+
+
+def test_loading_again_changes_nothing(con, tmp_path):
+    path = tmp_path / "sends.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in SENDS) + b"garbage\n")
+    write_ndjson(tmp_path / "conv.ndjson", CONVERSIONS)
+    first = load_source_files(con, "sends", str(tmp_path / "sends.ndjson"))
+    load_source_files(con, "conversions", str(tmp_path / "conv.ndjson"))
+    before = [count(con, t) for t in ("raw.sends", "raw.conversions", "raw.quarantine", "raw.source_files")]
+
+    second = load_source_files(con, "sends", str(tmp_path / "sends.ndjson"))
+    third = load_source_files(con, "conversions", str(tmp_path / "conv.ndjson"))
+
+    assert (first.rows, first.quarantined) == (3, 1)
+    assert (second.files, second.unchanged_files, second.loaded_files, second.rows, second.problems) == (1, 1, 0, 0, [])
+    assert third.unchanged_files == 1
+    assert [count(con, t) for t in ("raw.sends", "raw.conversions", "raw.quarantine", "raw.source_files")] == before == [3, 2, 1, 2]
+
+
+def test_appending_reloads_the_file_without_duplicates(con, tmp_path):
+    path = tmp_path / "sends.ndjson"
+    path.write_bytes(orjson.dumps(SENDS[0]) + b"\nnot json\n")
+    load_source_files(con, "sends", str(path))
+
+    with path.open("ab") as handle:
+        handle.write(orjson.dumps(SENDS[1]) + b"\n" + orjson.dumps(SENDS[2]) + b"\n")
+    report = load_source_files(con, "sends", str(path))
+
+    assert (report.loaded_files, report.rows, report.quarantined) == (1, 3, 1)
+    assert [(row[0], row[-1]) for row in send_rows(con, path)] == [
+        (SENDS[0]["SerialNo"], 0), (SENDS[1]["SerialNo"], 2), ("", 3)]
+    assert [(reason[:14], index) for reason, _, index in quarantine(con, path)] == [("not valid JSON", 1)]
+    stat = path.stat()
+    assert con.execute("select size_bytes, mtime_ns, rows, quarantined from raw.source_files").fetchall() == [
+        (stat.st_size, stat.st_mtime_ns, 3, 1)]
+
+
+def test_a_removed_file_keeps_its_rows(con, tmp_path):
+    path = write_ndjson(tmp_path / "sends.ndjson", SENDS)
+    load_source_files(con, "sends", str(tmp_path / "*.ndjson"))
+    path.unlink()
+
+    report = load_source_files(con, "sends", str(tmp_path / "*.ndjson"))
+
+    assert report.problems == [f"no file matches {tmp_path / '*.ndjson'}"]
+    assert count(con, "raw.sends") == 3
+
+
+def test_conversions_need_serial_no_and_time(con, tmp_path):
+    path = tmp_path / "conv.csv"
+    path.write_text("ConversionTime,SerialNo,Note\n1620734288,s-1,a\n,s-2,b\n1620734288,,c\n1620734288.0,s-4,d\n")
+
+    report = load_source_files(con, "conversions", str(path))
+
+    assert con.execute("select serial_no, conversion_time, source_row from raw.conversions").fetchall() == [
+        ("s-1", 1620734288, 0), ("s-4", 1620734288, 3)]
+    assert [(reason, payload, index) for reason, payload, index in quarantine(con, path)] == [
+        ("missing ConversionTime", ",s-2,b", 1), ("missing SerialNo", "1620734288,,c", 2)]
+    assert report.problems[0].endswith("(2 bad rows of 4; first at row 1: missing ConversionTime)")
+
+
+def test_bytes_that_are_not_utf8_spoil_only_their_record(con, tmp_path):
+    ndjson = tmp_path / "sends.ndjson"
+    ndjson.write_bytes(orjson.dumps(SENDS[0]) + b'\n{"SerialNo": "\xff", "Code": "Ok", "SendTime": 1}\n' + orjson.dumps(SENDS[1]) + b"\n")
+    csv_path = tmp_path / "sends.csv"
+    csv_path.write_bytes(b"SerialNo,Code,SendTime\ns-0,Ok,1\ns-\xff,Ok,1\ns-2,Ok,1\n")
+
+    load_source_files(con, "sends", str(tmp_path / "sends.*"))
+
+    assert [r[-1] for r in send_rows(con, ndjson)] == [0, 2]
+    assert [r[-1] for r in send_rows(con, csv_path)] == [0, 2]
+    assert quarantine(con, ndjson)[0][0].startswith("not valid JSON: str is not valid UTF-8")
+    assert quarantine(con, csv_path) == [("not valid UTF-8", "s-\ufffd,Ok,1", 1)]
+
+
+def test_patterns(con, tmp_path, monkeypatch):
+    nested = tmp_path / "logs" / "2026" / "01"
+    nested.mkdir(parents=True)
+    write_ndjson(nested / "sends.ndjson", SENDS)
+    write_ndjson(tmp_path / "logs" / "sends.ndjson", SENDS[:1])
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "logs")
+
+    assert load_source_files(con, "sends", None) == sources.SourceReport("sends")
+    assert load_source_files(con, "sends", "") == sources.SourceReport("sends")
+    assert load_source_files(con, "sends", "~/logs/**/*.ndjson").rows == 4
+    assert load_source_files(con, "sends", "2026/*/sends.ndjson").unchanged_files == 1
+    missing = load_source_files(con, "sends", "~/nowhere/*.csv")
+    assert (missing.files, missing.problems) == (0, ["no file matches ~/nowhere/*.csv"])
+    assert con.execute("select distinct source_file from raw.sends order by 1").fetchall() == [
+        (str(nested / "sends.ndjson"),), (str(tmp_path / "logs" / "sends.ndjson"),)]
+
+
+def test_small_blocks_keep_record_numbers(con, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "NDJSON_BLOCK_BYTES", 300)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 3)
+    records = [{"SerialNo": f"s-{i}", "Code": "Ok", "SendTime": 1620734188 + i} for i in range(40)]
+    lines = [orjson.dumps(r) for r in records]
+    lines[17] = b"{broken"
+    lines[31] = b'{"SerialNo": "s-31", "Code": "Ok", "SendTime": "later"}'
+    (tmp_path / "sends.ndjson").write_bytes(b"\n".join(lines))
+    csv_lines = ["SerialNo,Code,SendTime"] + [f"s-{i},Ok,{1620734188 + i}" for i in range(40)]
+    csv_lines[1 + 23] = "s-23,Ok"
+    (tmp_path / "sends.csv").write_text("\n".join(csv_lines) + "\n")
+
+    report = load_source_files(con, "sends", str(tmp_path / "sends.*"))
+
+    assert (report.rows, report.quarantined) == (77, 3)
+    for suffix, bad in (("csv", {23}), ("ndjson", {17, 31})):
+        loaded = con.execute("select serial_no, source_row from raw.sends where source_file like ?", [f"%.{suffix}"]).fetchall()
+        assert loaded == [(f"s-{i}", i) for i in range(40) if i not in bad]
+        assert {row[2] for row in quarantine(con, tmp_path / f"sends.{suffix}")} == bad
+
+
+LINE = st.one_of(
+    st.builds(lambda n, t: orjson.dumps({"SerialNo": f"s-{n}", "Code": "Ok", "SendTime": t}),
+              st.integers(0, 10**6), st.one_of(st.integers(0, 2**40), st.integers(0, 2**40).map(str))),
+    st.builds(lambda t: orjson.dumps({"SerialNo": "", "Code": "Failed", "SendTime": t}), st.integers(0, 2**40)),
+    st.sampled_from([b"", b"   ", b"[]", b"null", b"{", b'{"SendTime": "x"}', b'{"SerialNo": "s", "Code": "Ok"}',
+                     b'"text"', b'{"SerialNo": 5, "Code": "Ok", "SendTime": 1.5}', b'{"a": 1} {"b": 2}']),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(LINE, max_size=25), st.booleans())
+def test_every_record_is_loaded_or_quarantined_exactly_once(lines, final_newline):
+    data = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    parsed = sources.parse_file("sends", "x.ndjson", io.BytesIO(data))
+
+    records = [line for line in data.split(b"\n") if line.strip()]
+    good_rows = parsed.good.get_column("source_row").to_list()
+    bad_rows = [row for row, _, _ in parsed.bad]
+    assert parsed.records == len(records)
+    assert sorted(good_rows + bad_rows) == list(range(len(records)))
+    assert all(payload == records[row].decode() for row, _, payload in parsed.bad)
+    for row, serial in zip(good_rows, parsed.good.get_column("serial_no").to_list()):
+        assert orjson.loads(records[row])["SerialNo"] == serial

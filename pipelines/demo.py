@@ -54,7 +54,7 @@ def run_demo(
 
     log(f"starting the simulator: {days} days x {messages_per_day:,} messages/day, seed {seed} ...")
     config = SimulatorConfig(host="127.0.0.1", port=0, seed=seed, days=days, messages_per_day=messages_per_day,
-                             out_dir=sim_files, now=end.timestamp(),
+                             out_dir=sim_files, now=end.timestamp(), clock_runs=False,
                              secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, sdk_app_id=DEMO_SDK_APP_ID)
     with Simulator(config) as sim:
         log(f"simulator on {sim.url} ({time.monotonic() - started:.1f}s)")

@@ -235,12 +235,15 @@ def hour_of(unix: int) -> str:
 def expected_statistics(truth, begin, end, now):
     sent = [m for m in truth if begin <= hour_of(m["send_time"]) <= end]
     ok = [m for m in sent if m["code"] == "Ok"]
-    finals = [m for m in ok if m["final_receive_time"] is not None and m["final_receive_time"] <= now]
-    failed = [m for m in finals if m["final_status"] == "FAIL"]
-    callback = {"CallbackCount": len(finals), "RequestSuccessCount": len(ok), "CallbackFailCount": len(failed),
-                "CallbackSuccessCount": len(finals) - len(failed)}
+    # each message with the status of its latest receipt arrived by `now`
+    latest = [max((r for r in m["receipts"] if r["user_receive_time"] <= now),
+                  key=lambda r: r["user_receive_time"], default=None) for m in ok]
+    arrived = [r for r in latest if r is not None]
+    failed = [r for r in arrived if r["report_status"] == "FAIL"]
+    callback = {"CallbackCount": len(arrived), "RequestSuccessCount": len(ok), "CallbackFailCount": len(failed),
+                "CallbackSuccessCount": len(arrived) - len(failed)}
     for counter in C.FAILURE_COUNTERS:
-        callback[counter] = sum(C.FAILURE_CATEGORY[m["final_description"]] == counter for m in failed)
+        callback[counter] = sum(C.FAILURE_CATEGORY[r["description"]] == counter for r in failed)
     send = {"FeeCount": sum(m["fee"] for m in ok), "RequestCount": len(sent), "RequestSuccessCount": len(ok)}
     return send, callback
 

@@ -14,8 +14,9 @@ in [BeginTime, EndTime] and has passed, oldest first, at most `Limit`.
 Statistics (undocumented choices, section 9): hours are buckets of the provider time zone and a
 message counts in the hour it was SENT. SendStatusStatistics: RequestCount = every SendStatus,
 RequestSuccessCount = those with Code "Ok", FeeCount = the sum of their Fee. CallbackStatusStatistics
-counts messages whose FINAL receipt (the latest) has arrived by the simulator clock:
-CallbackCount = CallbackSuccessCount + CallbackFailCount, failures split into the five counters
+counts messages that have a receipt by the simulator clock, each with the status of its latest
+receipt so far (a later receipt moves it from failure to success or back, the way our final-state
+rule does): CallbackCount = CallbackSuccessCount + CallbackFailCount, failures split into the five counters
 by `catalog.FAILURE_CATEGORY`; its RequestSuccessCount is that of SendStatusStatistics.
 
 The clock is real time plus an offset (or frozen, for tests); it only moves forward. All access
@@ -159,8 +160,18 @@ def reply_time(r: Reply) -> int:
     return r.reply_time
 
 
-def _final_time(m: Message) -> int:
-    return m.receipts[-1].user_receive_time
+def _tally_status(counters: list[int], r: Receipt, step: int) -> None:
+    if r.report_status == "SUCCESS":
+        counters[1] += step
+    else:
+        counters[2] += step
+        counters[3 + C.FAILURE_COUNTERS.index(C.FAILURE_CATEGORY[r.description])] += step
+
+
+def _latest_receipt(m: Message, now: float) -> Receipt | None:
+    """The message's status as of `now`: its latest receipt that has arrived."""
+    arrived = [r for r in m.receipts if r.user_receive_time <= now]
+    return max(arrived, key=receipt_time) if arrived else None
 
 
 def _window(items: list, time_of: Callable[[Any], int], lo: int, hi: int, limit: int) -> list:
@@ -226,8 +237,9 @@ class SimState:
             self.by_number[A.PULL_REPLY_STATUS_BY_NUMBER].setdefault(r.recipient.phone_e164, []).append(r)
         self._send_tally: dict[int, list[int]] = {}
         self._callback_tally: dict[int, list[int]] = {}
-        self._finals = sorted((m for m in self.messages if m.receipts), key=_final_time)
-        self._finals_counted = 0
+        self._arrivals = list(receipts)  # every receipt by arrival time, for the callback tally
+        self._arrivals_counted = 0
+        self._counted_receipt: dict[str, Receipt] = {}
         for m in self.messages:
             self._tally_send(m)
         self._send_times = [m.send_time for m in self.messages]
@@ -339,23 +351,26 @@ class SimState:
             counters[1] += 1
             counters[2] += m.fee
 
-    def _count_finals(self, now: float) -> None:
-        end = bisect.bisect_right(self._finals, int(now), lo=self._finals_counted, key=_final_time)
-        for m in self._finals[self._finals_counted : end]:
+    def _count_arrivals(self, now: float) -> None:
+        """Tally the receipts that arrived since the last call. A message counts once, with the
+        status of its latest receipt so far: a later receipt moves it between success and failure."""
+        end = bisect.bisect_right(self._arrivals, int(now), lo=self._arrivals_counted, key=receipt_time)
+        for r in self._arrivals[self._arrivals_counted : end]:
+            m = r.message
             counters = self._callback_tally.setdefault(m.send_time // _BUCKET_SECONDS, [0] * len(_CALLBACK_COUNTERS))
-            final = m.final
-            counters[0] += 1
-            if final.report_status == "SUCCESS":
-                counters[1] += 1
+            previous = self._counted_receipt.get(m.serial_no)
+            if previous is None:
+                counters[0] += 1
             else:
-                counters[2] += 1
-                counters[3 + C.FAILURE_COUNTERS.index(C.FAILURE_CATEGORY[final.description])] += 1
-        self._finals_counted = end
+                _tally_status(counters, previous, -1)
+            _tally_status(counters, r, +1)
+            self._counted_receipt[m.serial_no] = r
+        self._arrivals_counted = end
 
     def statistics(self, begin: int, end: int) -> tuple[dict[str, int], dict[str, int]]:
         """(SendStatusStatistics, CallbackStatusStatistics) of the messages sent in [begin, end)."""
         with self.lock:
-            self._count_finals(self.clock.now())
+            self._count_arrivals(self.clock.now())
             lo, hi = -(-begin // _BUCKET_SECONDS), -(-end // _BUCKET_SECONDS)
             send = _sum_buckets(self._send_tally, lo, hi, len(_SEND_COUNTERS))
             callback = _sum_buckets(self._callback_tally, lo, hi, len(_CALLBACK_COUNTERS))
@@ -370,7 +385,7 @@ class SimState:
             now = self.clock.now()
             sent = [m for m in self.messages if begin <= m.send_time < end]
         ok = [m for m in sent if m.ok]
-        finals = [m.final for m in ok if m.final and m.final.user_receive_time <= now]
+        finals = [f for f in (_latest_receipt(m, now) for m in ok) if f is not None]
         failed = [f for f in finals if f.report_status == "FAIL"]
         callback = {
             "CallbackCount": len(finals),
@@ -397,8 +412,7 @@ class SimState:
                     self.queues[A.PULL_SEND_STATUS].insert(r)
                     bisect.insort_right(self.by_number[A.PULL_SEND_STATUS_BY_NUMBER].setdefault(
                         m.recipient.phone_e164, []), r, key=receipt_time)
-                if m.receipts:
-                    bisect.insort_right(self._finals, m, key=_final_time)
+                    bisect.insort_right(self._arrivals, r, lo=self._arrivals_counted, key=receipt_time)
             for r in replies:
                 r.encoded = orjson.dumps(reply_fields(r))
                 self.replies.append(r)

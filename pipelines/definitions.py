@@ -76,6 +76,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 sdk_app_id=settings.sdk_app_id,
                 region=settings.region,
                 provider_timezone=settings.provider_timezone,
+                rate_limit_scale=float(_env("SMSLEDGER_RATE_LIMIT_SCALE", "1")),
             ),
             "warehouse": WarehouseResource(path=str(settings.warehouse), spool_dir=str(settings.spool_dir)),
             "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path),

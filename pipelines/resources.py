@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.spool import Spool
@@ -30,6 +31,9 @@ class SmsApiResource(dg.ConfigurableResource):
     provider_timezone: str = "Asia/Shanghai"
     timeout_seconds: float = 10.0
     rate_fraction: float = 0.95
+    # Multiplies the documented per-action limits: for an account whose limits Tencent raised,
+    # or a simulator started with the same --rate-scale.
+    rate_limit_scale: float = 1.0
     workers: int = 4
 
     @contextlib.contextmanager
@@ -46,6 +50,7 @@ class SmsApiResource(dg.ConfigurableResource):
             provider_timezone=self.provider_timezone,
             timeout=httpx.Timeout(self.timeout_seconds, connect=min(5.0, self.timeout_seconds)),
             rate_fraction=self.rate_fraction,
+            rate_limits={action: limit * self.rate_limit_scale for action, limit in RATE_LIMITS.items()},
         )
         try:
             yield client

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pipelines.tencent import actions as A
 from pipelines.tencent.client import SmsApiClient, parse_page
@@ -60,6 +62,49 @@ def drain_queue(
     if action not in A.QUEUE_ACTIONS:
         raise ValueError(f"{action} is not a queue action")
     report = DrainReport(action)
+    _claim(spool, action)
+    try:
+        return _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures)
+    finally:
+        _inflight(spool, action).unlink(missing_ok=True)
+
+
+def _inflight(spool: Spool, action: str) -> Path:
+    return spool.root / f"{action}.inflight"
+
+
+def _claim(spool: Spool, action: str) -> None:
+    """Mark a drain as under way. A mark left by a drain that died (killed, or the machine went
+    down) means responses it received may never have reached the spool: record that as an
+    indeterminate pull, so the loss is counted and gap filling looks for it."""
+    mark = _inflight(spool, action)
+    try:
+        pid = int(mark.read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        pid = None
+    if pid is not None and not _alive(pid):
+        spool.write(action, f"a drain of {action} (pid {pid}) ended without finishing; responses it "
+                            "received may not have reached the spool".encode(), kind=INDETERMINATE)
+        log.warning("%s: the previous drain (pid %s) died mid-way; counted as an indeterminate pull", action, pid)
+    mark.write_text(str(os.getpid()))
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport, time_budget_seconds: float,
+           workers: int, limit: int, max_consecutive_failures: int) -> DrainReport:
     lock = threading.Lock()
     stop = threading.Event()
     failures = 0

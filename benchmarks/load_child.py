@@ -1,0 +1,101 @@
+"""One repetition of the normalize-and-load benchmark, in a fresh process so that its memory
+high-water mark is its own:
+
+    python -m benchmarks.load_child --spool DIR --sends GLOB --conversions GLOB --db FILE \
+        --first DAY --last DAY --result FILE
+
+Phases, each timed on its own (wall seconds, time.perf_counter):
+  load     `load_spool` of every spooled PullSmsSendStatus page into a fresh DuckDB file;
+  sources  `load_source_files` of the sends log and the conversion events;
+  staging  `build_messages` over the days (normalization of sends and receipts, joins, writes).
+
+Peak RSS per phase is VmHWM of /proc/self/status, reset between phases by writing 5 to
+/proc/self/clear_refs, so each figure is that phase's own high-water mark (the process's baseline
+after imports included). The parent also reads ru_maxrss from wait4(), which after the resets
+covers the last phase only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+
+def vm_hwm_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def vm_rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_hwm() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spool", type=Path, required=True)
+    parser.add_argument("--sends", required=True)
+    parser.add_argument("--conversions", required=True)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--first", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--last", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    ns = parser.parse_args()
+
+    from pipelines.warehouse.db import open_warehouse
+    from pipelines.warehouse.loader import load_spool
+    from pipelines.warehouse.sources import load_source_files
+    from pipelines.warehouse.spool import Spool
+    from pipelines.warehouse.staging import DayRange, build_messages
+
+    out: dict = {"baseline_rss_kib": vm_rss_kib()}
+    spool = Spool(ns.spool)
+    days = DayRange(ns.first, ns.last, ZoneInfo("UTC"))
+    with open_warehouse(ns.db) as con:
+        out["duckdb_threads"] = con.execute("select current_setting('threads')").fetchone()[0]
+        out["duckdb_memory_limit"] = con.execute("select current_setting('memory_limit')").fetchone()[0]
+        reset_hwm()
+        t0 = time.perf_counter()
+        load = load_spool(con, spool)
+        t1 = time.perf_counter()
+        out["load"] = {"seconds": t1 - t0, "peak_rss_kib": vm_hwm_kib(), **dataclasses.asdict(load)}
+        reset_hwm()
+        t1 = time.perf_counter()
+        sends = load_source_files(con, "sends", ns.sends)
+        conversions = load_source_files(con, "conversions", ns.conversions)
+        t2 = time.perf_counter()
+        out["sources"] = {"seconds": t2 - t1, "peak_rss_kib": vm_hwm_kib(), "sends_rows": sends.rows,
+                          "sends_files": sends.loaded_files, "conversions_rows": conversions.rows,
+                          "quarantined": sends.quarantined + conversions.quarantined,
+                          "problems": sends.problems + conversions.problems}
+        reset_hwm()
+        t2 = time.perf_counter()
+        staging = build_messages(con, days)
+        t3 = time.perf_counter()
+        out["staging"] = {"seconds": t3 - t2, "peak_rss_kib": vm_hwm_kib(), **dataclasses.asdict(staging)}
+        out["tables"] = {table: con.execute(f"select count(*) from {table}").fetchone()[0]
+                         for table in ("raw.send_status", "raw.sends", "raw.conversions", "raw.quarantine",
+                                       "staging.sends", "staging.receipts", "staging.conversions")}
+    out["db_bytes"] = os.path.getsize(ns.db) + (os.path.getsize(f"{ns.db}.wal") if os.path.exists(f"{ns.db}.wal") else 0)
+    ns.result.write_text(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,10 @@ high-water mark is its own:
 Phases, each timed on its own (wall seconds, time.perf_counter):
   load     `load_spool` of every spooled PullSmsSendStatus page into a fresh DuckDB file;
   sources  `load_source_files` of the sends log and the conversion events;
-  staging  `build_messages` over the days (normalization of sends and receipts, joins, writes).
+  staging  `build_messages` for each day in turn (normalization of sends and receipts, joins,
+           writes), as the daily partitions are built;
+  staging_whole_range (with --whole-range)  `build_messages` once over all the days, as a
+           single-run backfill of the range builds them (same input, rewrites the same slices).
 
 Peak RSS per phase is VmHWM of /proc/self/status, reset between phases by writing 5 to
 /proc/self/clear_refs, so each figure is that phase's own high-water mark (the process's baseline
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--first", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--last", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--whole-range", action="store_true", help="then build all the days again in one call")
     ns = parser.parse_args()
 
     from pipelines.warehouse.db import open_warehouse
@@ -76,6 +80,7 @@ def main() -> None:
         load = load_spool(con, spool)
         t1 = time.perf_counter()
         out["load"] = {"seconds": t1 - t0, "peak_rss_kib": vm_hwm_kib(), **dataclasses.asdict(load)}
+        save(ns.result, out)
         reset_hwm()
         t1 = time.perf_counter()
         sends = load_source_files(con, "sends", ns.sends)
@@ -85,16 +90,46 @@ def main() -> None:
                           "sends_files": sends.loaded_files, "conversions_rows": conversions.rows,
                           "quarantined": sends.quarantined + conversions.quarantined,
                           "problems": sends.problems + conversions.problems}
+        save(ns.result, out)
+        # The daily partitions one at a time, as the daily schedule builds them.
         reset_hwm()
+        per_day = []
         t2 = time.perf_counter()
-        staging = build_messages(con, days)
+        for day in days.days():
+            started = time.perf_counter()
+            report = build_messages(con, DayRange(day, day, days.tz))
+            per_day.append({"day": day.isoformat(), "seconds": time.perf_counter() - started, **dataclasses.asdict(report)})
         t3 = time.perf_counter()
-        out["staging"] = {"seconds": t3 - t2, "peak_rss_kib": vm_hwm_kib(), **dataclasses.asdict(staging)}
-        out["tables"] = {table: con.execute(f"select count(*) from {table}").fetchone()[0]
-                         for table in ("raw.send_status", "raw.sends", "raw.conversions", "raw.quarantine",
-                                       "staging.sends", "staging.receipts", "staging.conversions")}
+        out["staging"] = {"seconds": t3 - t2, "peak_rss_kib": vm_hwm_kib(), "per_day": per_day,
+                          **{k: sum(d[k] for d in per_day) for k in ("sends", "messages", "receipts", "orphan_messages",
+                                                                   "conversions", "flagged_times", "invalid_numbers")}}
+        out["tables"] = _counts(con)
+        save(ns.result, out)
+        if ns.whole_range:
+            # Every day in one call, as a single-run backfill of the range builds them.
+            reset_hwm()
+            t3 = time.perf_counter()
+            report = build_messages(con, days)
+            t4 = time.perf_counter()
+            out["staging_whole_range"] = {"seconds": t4 - t3, "peak_rss_kib": vm_hwm_kib(), **dataclasses.asdict(report)}
+            save(ns.result, out)
+        out["tables"] = _counts(con)
     out["db_bytes"] = os.path.getsize(ns.db) + (os.path.getsize(f"{ns.db}.wal") if os.path.exists(f"{ns.db}.wal") else 0)
-    ns.result.write_text(json.dumps(out, default=str))
+    out["complete"] = True
+    save(ns.result, out)
+
+
+def _counts(con) -> dict[str, int]:
+    return {table: con.execute(f"select count(*) from {table}").fetchone()[0]
+            for table in ("raw.send_status", "raw.sends", "raw.conversions", "raw.quarantine",
+                          "staging.sends", "staging.receipts", "staging.conversions")}
+
+
+def save(path: Path, out: dict) -> None:
+    """Results so far (a phase that runs out of memory leaves the earlier ones)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, default=str))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

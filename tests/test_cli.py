@@ -1,0 +1,139 @@
+"""The command line as a user runs it: subprocesses, exit statuses, one-line errors, no secrets."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from pipelines.config import DEMO_SECRET_KEY
+from pipelines.simulator.server import Simulator, SimulatorConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smsledger(*args, env=None, cwd=None, timeout=300):
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_")) and not k.lower().endswith("_proxy")}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env={**base, **(env or {})},
+                          cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    now = time.time() - 3600
+    with Simulator(SimulatorConfig(port=0, days=2, messages_per_day=300, seed=3, now=now, clock_runs=False)) as s:
+        yield s
+
+
+def test_api_prints_receipts_from_the_simulator(sim):
+    result = smsledger("api", "PullSmsSendStatus", "--json", '{"Limit": 100, "SmsSdkAppId": "1400000000"}',
+                       env={"SMSLEDGER_ENDPOINT": sim.url})
+    assert result.returncode == 0, result.stderr
+    response = orjson.loads(result.stdout)
+    assert len(response["PullSmsSendStatusSet"]) == 100 and response["RequestId"]
+    assert {"SerialNo", "ReportStatus", "UserReceiveTime"} <= set(response["PullSmsSendStatusSet"][0])
+
+
+def test_api_error_is_one_line_with_code_message_and_request_id(sim):
+    result = smsledger("api", "PullSmsSendStatus", "--json", '{"Limit": 101}', env={"SMSLEDGER_ENDPOINT": sim.url})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "InvalidParameterValue.LimitVerifyFail" in lines[0] and "RequestId" in lines[0]
+
+    wrong_key = smsledger("api", "DescribeSmsSignList", "--json", '{"International": 0}',
+                          env={"SMSLEDGER_ENDPOINT": sim.url, "TENCENTCLOUD_SECRET_ID": "AKIDsmsledgerDEMO0000000000000000000",
+                               "TENCENTCLOUD_SECRET_KEY": "not-the-key-xyz"})
+    assert wrong_key.returncode == 1
+    assert "AuthFailure.SignatureFailure" in wrong_key.stderr and "TENCENTCLOUD_SECRET_KEY" in wrong_key.stderr
+    assert "not-the-key-xyz" not in wrong_key.stderr + wrong_key.stdout
+
+
+def test_missing_credentials_name_the_variables():
+    result = smsledger("api", "PullSmsSendStatus")
+    assert result.returncode == 1
+    assert "TENCENTCLOUD_SECRET_ID" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def make_warehouse(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    con.execute("create schema marts; create table marts.t as select range as n from range(5)")
+    con.close()
+
+
+def test_sql_formats_and_a_bad_query(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    env = {"SMSLEDGER_WAREHOUSE": str(warehouse)}
+    table = smsledger("sql", "select sum(n) as total from marts.t", env=env)
+    assert table.returncode == 0 and "10" in table.stdout and "(1 row)" in table.stdout
+    csv = smsledger("sql", "select n from marts.t order by n", "--format", "csv", env=env)
+    assert csv.stdout.splitlines() == ["n", "0", "1", "2", "3", "4"]
+    as_json = smsledger("sql", "select n from marts.t where n < 2 order by n", "--format", "json", env=env)
+    assert orjson.loads(as_json.stdout) == [{"n": 0}, {"n": 1}]
+    bad = smsledger("sql", "select nope from marts.t", env=env)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+    write = smsledger("sql", "drop table marts.t", env=env)
+    assert write.returncode == 1 and "read-only" in write.stderr.lower()
+
+
+def test_sql_on_an_empty_warehouse_says_what_to_do(tmp_path):
+    result = smsledger("sql", "select 1", env={"SMSLEDGER_WAREHOUSE": str(tmp_path / "none.duckdb")})
+    assert result.returncode == 1 and "make demo" in result.stderr
+
+
+def test_sql_waits_for_a_concurrent_writer(tmp_path):
+    """A sync holds the file only for a step at a time; the query waits its turn."""
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    held = threading.Event()
+
+    def writer():
+        con = duckdb.connect(str(warehouse))
+        con.execute("begin; insert into marts.t values (100)")
+        held.set()
+        time.sleep(3)
+        con.execute("commit")
+        con.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    started = time.monotonic()
+    result = smsledger("sql", "select count(*) as rows from marts.t", env={"SMSLEDGER_WAREHOUSE": str(warehouse)})
+    thread.join()
+    assert result.returncode == 0, result.stderr
+    assert "6" in result.stdout
+    assert time.monotonic() - started >= 1.0
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """`smsledger demo` from a fresh folder: exit 0, the summary printed, marts filled; again: same."""
+    env = {"DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    args = ("demo", "--messages-per-day", "400", "--days", "3")
+    first = smsledger(*args, env=env, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Delivery and conversion" in first.stdout and "Top failure reasons" in first.stdout
+    assert "match the provider exactly" in first.stdout
+    assert DEMO_SECRET_KEY not in first.stdout + first.stderr
+    warehouse = tmp_path / "data" / "demo" / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse), read_only=True)
+    counts = con.execute("select (select count(*) from marts.message_status), (select count(*) from marts.delivery_daily), "
+                         "(select count(*) from marts.replies)").fetchone()
+    con.close()
+    assert all(n > 0 for n in counts)
+    second = smsledger(*args, env=env, cwd=tmp_path, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = lambda out: out[out.index("Delivery and conversion"): out.index("demo finished")]  # noqa: E731
+    assert summary(second.stdout) == summary(first.stdout)
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert str(yesterday) in first.stdout

@@ -45,7 +45,8 @@ def run_query(warehouse: Path, query: str, fmt: str = "table", *, wait_seconds: 
     import polars as pl
 
     buffer = io.StringIO()
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_hide_dtype_separator=True):
         buffer.write(str(frame))
     buffer.write(f"\n({frame.height} row{'s' if frame.height != 1 else ''})\n")
     return buffer.getvalue()

@@ -15,6 +15,13 @@ from pipelines.errors import RunFailedError
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+INSTANCE_DEFAULTS = """\
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
 # The CLI prints its own progress; Dagster's step events stay in the run's logs (the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -27,8 +34,28 @@ def ensure_dagster_home(root: Path | None = None) -> Path:
     root = root or Path.cwd()
     home = root if (root / "dagster.yaml").is_file() else root / "data" / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        # Outside a checkout: storage under this folder, and the warehouse pool of one writer.
+        (home / "dagster.yaml").write_text(INSTANCE_DEFAULTS)
     os.environ["DAGSTER_HOME"] = str(home.resolve())
     return home
+
+
+def _export_credentials(settings: Settings) -> None:
+    """The resources read the key pair through `dg.EnvVar`; when the settings fell back to the
+    simulator's demo keys (a loopback endpoint without keys), hand those on the same way."""
+    os.environ.setdefault("TENCENTCLOUD_SECRET_ID", settings.secret_id)
+    os.environ.setdefault("TENCENTCLOUD_SECRET_KEY", settings.secret_key)
+
+
+def _execute(job: dg.JobDefinition, name: str, **kwargs) -> dg.ExecuteInProcessResult:
+    try:
+        result = job.execute_in_process(instance=instance(), raise_on_error=False, **kwargs)
+    except dg.DagsterError as exc:
+        raise RunFailedError(f"{name}: {' '.join(str(exc).split())[:500]}") from None
+    if not result.success:
+        raise RunFailedError(f"{name}: {_failure_line(result)}")
+    return result
 
 
 def instance() -> dg.DagsterInstance:
@@ -52,9 +79,8 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
     run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
-    result = job.execute_in_process(instance=instance(), run_config=run_config, raise_on_error=False)
-    if not result.success:
-        raise RunFailedError(f"{DRAIN_JOB}: {_failure_line(result)}")
+    _export_credentials(settings)
+    result = _execute(job, DRAIN_JOB, run_config=run_config)
     log(f"drained queues and loaded raw tables (run {result.run_id[:8]})")
     return result
 
@@ -70,8 +96,7 @@ def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
     tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
-    result = job.execute_in_process(instance=instance(), tags=tags, run_config=QUIET, raise_on_error=False)
-    if not result.success:
-        raise RunFailedError(f"{DAILY_JOB} {first}..{last}: {_failure_line(result)}")
+    _export_credentials(settings)
+    result = _execute(job, f"{DAILY_JOB} {first}..{last}", tags=tags, run_config=QUIET)
     log(f"materialized {first}..{last} (run {result.run_id[:8]})")
     return result

@@ -14,7 +14,7 @@ from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, S
 from pipelines.runner import run_days, run_drain
 from pipelines.simulator.server import Simulator, SimulatorConfig
 
-DAYS = 4
+DAYS = 7  # a backfill of 7 days is compared with the daily runs over the same days
 RATE_SCALE = 5  # the simulator and the client both scale the documented limits
 OPT_OUT = {"td", "t", "退订", "stop", "unsubscribe"}
 
@@ -107,7 +107,7 @@ def pipeline(tmp_path_factory):
     # The simulator's clock stands three days back, so that advancing it (late receipts) never
     # moves record times beyond the real present, where they would be flagged as far future.
     midnight = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(0), dt.UTC) - dt.timedelta(days=3)
-    config = SimulatorConfig(port=0, seed=41, days=DAYS, messages_per_day=700, out_dir=root / "sim",
+    config = SimulatorConfig(port=0, seed=41, days=DAYS, messages_per_day=450, out_dir=root / "sim",
                              now=midnight.timestamp(), clock_runs=False, rate_scale=RATE_SCALE,
                              faults="PullSmsSendStatus:dirty=0.08;PullSmsReplyStatus:dirty=0.08")
     with Simulator(config) as sim:

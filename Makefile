@@ -24,7 +24,9 @@ bench: install
 	$(BIN)/python -m benchmarks.run
 
 dev: install
-	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(BIN)/dagster dev
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev
 
+# Only what the demo and the local Dagster instance made: data/ may also hold your warehouse and
+# the spool of responses not yet loaded, which the provider will not hand out again.
 clean:
-	rm -rf data .pytest_cache
+	rm -rf data/demo data/dagster .pytest_cache

@@ -3,17 +3,19 @@ files, signatures and templates, hourly provider statistics, and gap filling by 
 
 # No `from __future__ import annotations`: Dagster reads the annotations of asset functions
 # (config, resources, context) when it builds the definitions.
+import contextlib
 import dataclasses
 
 import dagster as dg
 
-from pipelines.dimensions import pull_dimensions
+from pipelines.dimensions import fetch_dimensions, store_dimensions
 from pipelines.drain import drain_queue
-from pipelines.gapfill import fill_gaps
+from pipelines.gapfill import fetch_gaps, plan_gap_fill
 from pipelines.partitions import day_range
 from pipelines.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
-from pipelines.statistics import pull_statistics
+from pipelines.statistics import fetch_statistics, store_statistics
 from pipelines.tencent import actions as A
+from pipelines.tencent.errors import TencentCloudError
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sources import load_source_files
 
@@ -22,6 +24,18 @@ from pipelines.warehouse.sources import load_source_files
 WAREHOUSE_POOL = "duckdb_warehouse"
 
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+@contextlib.contextmanager
+def provider_errors():
+    """A provider error that a retry cannot fix (credentials, permissions, parameters) fails the
+    step at once with its one line; transient ones are left to the retry policy."""
+    try:
+        yield
+    except TencentCloudError as exc:
+        if exc.retryable:
+            raise
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
 
 
 class DrainConfig(dg.Config):
@@ -42,10 +56,18 @@ def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api:
     it keeps working while another process holds the warehouse."""
     spool = warehouse.spool()
     metadata: dict[str, dg.RawMetadataValue] = {}
+    failures: list[str] = []
     with sms_api.client() as client:
         for action, name in ((A.PULL_SEND_STATUS, "receipts"), (A.PULL_REPLY_STATUS, "replies")):
-            report = drain_queue(client, spool, action, time_budget_seconds=config.time_budget_seconds,
-                                 workers=config.workers)
+            # Each queue on its own: replies not enabled for the application must not stop receipts.
+            try:
+                report = drain_queue(client, spool, action, time_budget_seconds=config.time_budget_seconds,
+                                     workers=config.workers)
+            except TencentCloudError as exc:
+                context.log.error(str(exc))
+                failures.append(str(exc))
+                metadata[f"{name}_error"] = exc.code
+                continue
             context.log.info(f"{action}: {report.records} records in {report.pulls} pulls "
                              f"({report.pulls_per_second:.0f}/s), stopped by {report.stopped_by}")
             metadata.update({
@@ -55,6 +77,9 @@ def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api:
                 f"{name}_throttled": report.throttled,
                 f"{name}_drained": report.drained,
             })
+    if failures:
+        # What was spooled stays in the spool: the next load (or the daily run's gap filling) takes it.
+        raise dg.Failure(description="; ".join(failures), metadata=metadata, allow_retries=False)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -125,10 +150,20 @@ def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResou
 
 @dg.asset(key=["raw", "signs_and_templates"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
           retry_policy=TRANSIENT_RETRY)
-def signs_and_templates(sms_api: SmsApiResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """raw.signs and raw.templates from DescribeSmsSignList / DescribeSmsTemplateList."""
-    with sms_api.client() as client, warehouse.connect() as con:
-        report = pull_dimensions(con, client)
+def signs_and_templates(context: dg.AssetExecutionContext, sms_api: SmsApiResource,
+                        warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """raw.signs and raw.templates from DescribeSmsSignList / DescribeSmsTemplateList. Optional:
+    personal accounts and sub-account keys may not list them, which only costs the names."""
+    try:
+        with sms_api.client() as client:
+            signs, templates = fetch_dimensions(client)
+    except TencentCloudError as exc:
+        if exc.retryable:
+            raise
+        context.log.warning(f"signatures and templates not listed: {exc}")
+        return dg.MaterializeResult(metadata={"signs": 0, "templates": 0, "error": str(exc)})
+    with warehouse.connect() as con:
+        report = store_dimensions(con, signs, templates)
     return dg.MaterializeResult(metadata={"signs": report.signs, "templates": report.templates})
 
 
@@ -143,8 +178,10 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         """SendStatusStatistics and CallbackStatusStatistics for every provider hour that covers the
         partition's days, one row per hour (a re-pull replaces the hour)."""
         days = day_range(context, metrics.timezone)
-        with sms_api.client() as client, warehouse.connect() as con:
-            report = pull_statistics(con, client, days)
+        with provider_errors(), sms_api.client() as client:
+            frame = fetch_statistics(client, days)
+        with warehouse.connect() as con:
+            report = store_statistics(con, frame)
         return dg.MaterializeResult(metadata={
             "hours": report.hours, "provider_request_success_count": report.request_success_count,
             "provider_callback_count": report.callback_count,
@@ -160,8 +197,11 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         loaded like queue responses. Older messages are counted as beyond retention."""
         days = day_range(context, metrics.timezone)
         spool = warehouse.spool()
-        with sms_api.client() as client, warehouse.connect() as con:
-            report = fill_gaps(con, client, spool, days, workers=sms_api.workers)
+        with warehouse.connect() as con:
+            plan = plan_gap_fill(con, days, reply_window_hours=metrics.reply_window_hours)
+        with provider_errors(), sms_api.client() as client:
+            report = fetch_gaps(client, spool, plan, workers=sms_api.workers)
+        with warehouse.connect() as con:
             loaded = load_spool(con, spool)
         if report.beyond_retention:
             context.log.warning(f"{report.beyond_retention} messages lack receipts but are older than the "

@@ -101,6 +101,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return "-"
     if unit == "ratio":
         return f"{value:.3f}"
+    if float(value).is_integer():
+        return f"{value:,.0f}"
     if unit in ("rows/s", "records/s", "pulls/s") or abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:

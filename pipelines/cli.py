@@ -42,9 +42,31 @@ def _cmd_api(ns: argparse.Namespace) -> int:
     if action in _APP_ID_ACTIONS:
         params.setdefault("SmsSdkAppId", settings.sdk_app_id)
     with SmsApiClient.from_settings(settings) as client:
-        response = client.call(action, params)
+        if action in A.QUEUE_ACTIONS:
+            response = _pull_queue_once(client, settings, action, params)
+        else:
+            response = client.call(action, params)
     sys.stdout.buffer.write(orjson.dumps(response, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
+
+
+def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> dict:
+    """A queue pull hands its records out once: the response goes to the spool before it is
+    printed, so the next `smsledger sync` loads it, and it is not retried."""
+    from pipelines.tencent.client import parse_response
+    from pipelines.warehouse.spool import INDETERMINATE, Spool
+
+    if str(params.get("SmsSdkAppId")) != client.sdk_app_id:
+        client.sdk_app_id = str(params.get("SmsSdkAppId"))
+    raw = client.pull_queue_raw(action, int(params.get("Limit", A.MAX_LIMIT)))
+    spool = Spool(settings.spool_dir)
+    if raw.indeterminate:
+        spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
+        raise CommandError(f"{action}: {raw.failure}; records may have left the queue (counted in the spool; "
+                           "gap filling looks for them)")
+    spooled = spool.write(action, raw.body)
+    print(f"spooled to {spooled.path}; `smsledger sync` loads it", file=sys.stderr)
+    return parse_response(action, raw.body)
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
@@ -71,15 +93,25 @@ def _date(text: str) -> dt.date:
 def _cmd_sync(ns: argparse.Namespace) -> int:
     from pipelines.runner import run_days, run_drain
 
+    from pipelines.definitions import _int_env, rematerialize_days
+
     settings = Settings.from_env()
     if ns.date:
         first = last = ns.date
     else:
         yesterday = dt.datetime.now(settings.tz).date() - dt.timedelta(days=1)
-        lookback = int(os.environ.get("SMSLEDGER_LOOKBACK_DAYS", "3") or 3)
-        first, last = max(settings.start_date, yesterday - dt.timedelta(days=lookback)), yesterday
-    run_drain(settings, time_budget_seconds=ns.time_budget)
+        back = rematerialize_days(_int_env("SMSLEDGER_LOOKBACK_DAYS", 3), _int_env("SMSLEDGER_CONVERSION_WINDOW_DAYS", 7))
+        first, last = max(settings.start_date, yesterday - dt.timedelta(days=back)), yesterday
+    # A failed drain leaves what it spooled for the daily run to load; report it after that run.
+    drain_error = None
+    try:
+        run_drain(settings, time_budget_seconds=ns.time_budget)
+    except RunFailedError as exc:
+        drain_error = exc
+        print(f"smsledger sync: {exc}; materializing the days from what the warehouse holds", file=sys.stderr)
     run_days(settings, first, last)
+    if drain_error is not None:
+        raise drain_error
     return 0
 
 

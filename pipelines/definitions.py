@@ -21,9 +21,10 @@ from assets.checks import build_checks
 from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates
 from assets.marts import mart_assets
 from assets.staging import staging_assets
-from pipelines.config import Settings
+from pipelines.config import ConfigError, Settings
 from pipelines.partitions import daily_partitions
 from pipelines.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
+from pipelines.runner import PARTITION_RANGE_END, PARTITION_RANGE_START
 
 DRAIN_JOB = "drain_queues"
 DAILY_JOB = "daily_partitions"
@@ -33,9 +34,23 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def _int_env(name: str, default: int) -> int:
+    value = _env(name, str(default))
+    if not value.isdigit():
+        raise ConfigError(f"{name}={value!r} must be a whole number of days")
+    return int(value)
+
+
+def rematerialize_days(lookback_days: int, conversion_window_days: int) -> int:
+    """Days before yesterday that the daily run builds again: the receipt lookback, and the
+    conversion window, since a conversion reported days later still counts for its message."""
+    return max(lookback_days, conversion_window_days)
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date, settings.timezone)
-    lookback_days = int(_env("SMSLEDGER_LOOKBACK_DAYS", "3"))
+    lookback_days = _int_env("SMSLEDGER_LOOKBACK_DAYS", 3)
+    conversion_window_days = _int_env("SMSLEDGER_CONVERSION_WINDOW_DAYS", 7)
     daily = [*daily_assets(partitions), *staging_assets(partitions), *mart_assets(partitions)]
     drain_assets = [queue_pages, raw_queue_records, sending_app_records, signs_and_templates]
 
@@ -56,11 +71,17 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     @dg.schedule(name="daily_with_lookback", job=daily_job, cron_schedule=_env("SMSLEDGER_DAILY_CRON", "30 0 * * *"),
                  execution_timezone=settings.timezone, default_status=dg.DefaultScheduleStatus.STOPPED)
     def daily_schedule(context: dg.ScheduleEvaluationContext):
-        """Yesterday, and the days before it again: receipts arrive late, and a re-materialized
-        partition moves their messages from pending to delivered or failed."""
+        """Yesterday and the days before it again, in one run (one range, so the marts of a day are
+        built after the replies and receipts of the days after it): receipts arrive late and move
+        messages from pending to delivered or failed; conversions count for 7 days after sending."""
         keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
-        for key in reversed(keys[-(lookback_days + 1):]):
-            yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time:%Y%m%d}", partition_key=key)
+        if not keys:
+            return dg.SkipReason("no complete partition yet")
+        window = keys[-(rematerialize_days(lookback_days, conversion_window_days) + 1):]
+        return dg.RunRequest(
+            run_key=f"{window[0]}..{window[-1]}",
+            tags={PARTITION_RANGE_START: window[0], PARTITION_RANGE_END: window[-1]},
+        )
 
     return dg.Definitions(
         assets=[*drain_assets, *daily],
@@ -80,7 +101,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "warehouse": WarehouseResource(path=str(settings.warehouse), spool_dir=str(settings.spool_dir)),
             "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path),
-            "metrics": MetricsConfig(timezone=settings.timezone, lookback_days=lookback_days),
+            "metrics": MetricsConfig(timezone=settings.timezone, lookback_days=lookback_days,
+                                     conversion_window_days=conversion_window_days),
         },
     )
 

@@ -34,10 +34,15 @@ def _frame(rows: list[dict], columns: dict[str, str], pulled_at: dt.datetime) ->
     )
 
 
-def pull_dimensions(con: duckdb.DuckDBPyConnection, client: SmsApiClient) -> DimensionsReport:
-    pulled_at = dt.datetime.now(dt.UTC)
+def fetch_dimensions(client: SmsApiClient) -> tuple[list[dict], list[dict]]:
+    """(signatures, templates), mainland and international."""
     signs = [s for international in (0, 1) for s in client.describe_sign_list(international)]
     templates = [t for international in (0, 1) for t in client.describe_template_list(international)]
+    return signs, templates
+
+
+def store_dimensions(con: duckdb.DuckDBPyConnection, signs: list[dict], templates: list[dict]) -> DimensionsReport:
+    pulled_at = dt.datetime.now(dt.UTC)
     report = DimensionsReport(len(signs), len(templates))
     with transaction(con):
         for table, rows, columns in (("raw.signs", signs, SIGN_COLUMNS), ("raw.templates", templates, TEMPLATE_COLUMNS)):

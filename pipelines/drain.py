@@ -64,9 +64,15 @@ def drain_queue(
     report = DrainReport(action)
     _claim(spool, action)
     try:
-        return _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures)
-    finally:
+        _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures)
+    except TencentCloudError:
+        # An error answer hands nothing out: the drain ended cleanly, if unsuccessfully.
         _inflight(spool, action).unlink(missing_ok=True)
+        raise
+    # Only a drain that returns clears its mark; one that died of anything else (a full disk under
+    # the spool, a kill) leaves it, and the next drain counts the pull it may have lost.
+    _inflight(spool, action).unlink(missing_ok=True)
+    return report
 
 
 def _inflight(spool: Spool, action: str) -> Path:
@@ -166,6 +172,11 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                     report.pulls += 1
                     report.transient_errors += 1
                     failures += 1
+                    attempt = failures
+                if attempt >= max_consecutive_failures:
+                    finish("failures")
+                    return
+                time.sleep(client.retry.delay(min(attempt, 6), _rng))
                 continue
             with lock:
                 report.pulls += 1

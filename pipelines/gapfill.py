@@ -1,9 +1,16 @@
-"""Gap filling: receipts (and replies) the queues never gave us, fetched by phone number.
+"""Gap filling: receipts and replies the queues never gave us, fetched by phone number.
 
 A queue record handed out in a response that never reached the spool (a timeout, a reset, a
-crash) is gone from the queue. The by-number pulls are re-readable for 7 days, so for the
-sends-log messages of a day that have no receipt yet, and only for their numbers, we ask again.
-Older days are beyond the provider's retention: they are counted, not fetched.
+crash) is gone from the queue. The by-number pulls are re-readable for 7 days, so we ask again,
+and only for the numbers that can be missing something:
+
+* receipts: sends-log messages of the day without a receipt, or with only failure receipts when
+  a receipt pull was indeterminate after them (sql/select_sends_missing_receipts.sql);
+* replies: numbers with a message delivered in the 72 hours before an indeterminate reply pull
+  (sql/select_numbers_for_lost_replies.sql).
+
+Messages older than the provider's 7-day retention are counted, not fetched. Planning reads the
+warehouse; fetching only writes the spool, so the warehouse is not held during network calls.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ RETENTION_MARGIN_SECONDS = 600
 
 @dataclasses.dataclass
 class GapFillReport:
-    missing_messages: int = 0  # sends-log messages without any receipt before gap filling
-    numbers_asked: int = 0
+    missing_messages: int = 0  # sends-log messages that may lack receipts before gap filling
+    numbers_asked: int = 0  # numbers asked for receipts
+    reply_numbers_asked: int = 0  # numbers asked for replies lost in indeterminate reply pulls
     pages: int = 0
     records: int = 0
     beyond_retention: int = 0  # messages too old for the by-number pulls
@@ -42,63 +50,85 @@ class GapFillReport:
     failed_numbers: int = 0  # numbers whose pull failed after retries (logged)
 
 
-def fill_gaps(
-    con: duckdb.DuckDBPyConnection,
-    client: SmsApiClient,
-    spool: Spool,
-    days: DayRange,
-    *,
-    workers: int = 4,
-    now: float | None = None,
-    replies: bool = True,
-) -> GapFillReport:
-    """Spool by-number pages for the days' messages that lack receipts; the caller loads the spool."""
-    report = GapFillReport()
-    now = time.time() if now is None else now
-    p = days.params()
-    missing = con.execute(sql_text("select_sends_missing_receipts"), {"start_s": p["start_s"], "end_s": p["end_s"]}).pl()
-    missing = unix_seconds_to_utc(missing, "send_time", out="sent_at", flag="_flag")
-    missing = missing.filter(
+@dataclasses.dataclass
+class GapFillPlan:
+    """(phone_e164, first_sent) to ask, per by-number action, and what could not be asked."""
+
+    asks: dict[str, pl.DataFrame]
+    report: GapFillReport
+
+
+def _windows(frame: pl.DataFrame, days: DayRange, oldest: int) -> tuple[pl.DataFrame, int, int]:
+    """Per E.164 number its first send second; (asks, messages beyond retention, invalid numbers)."""
+    frame = unix_seconds_to_utc(frame, "send_time", out="sent_at", flag="_flag")
+    frame = frame.filter(
         pl.col("sent_at").is_not_null()
         & pl.col("sent_at").dt.convert_time_zone(str(days.tz)).dt.date().is_between(days.first, days.last)
     )
-    report.missing_messages = missing.height
-    if missing.is_empty():
-        return report
-    missing = normalize_phones(missing, "phone_number", None)
-    report.invalid_numbers = missing.filter(pl.col("phone_e164").is_null()).height
-    oldest = int(now) - A.BY_NUMBER_RETENTION_SECONDS + RETENTION_MARGIN_SECONDS
-    windows = (
-        missing.filter(pl.col("phone_e164").is_not_null())
+    if frame.is_empty():
+        return pl.DataFrame(schema={"phone_e164": pl.Utf8, "first_sent": pl.Int64}), 0, 0
+    frame = normalize_phones(frame, "phone_number", None)
+    invalid = frame.filter(pl.col("phone_e164").is_null()).height
+    per_number = (
+        frame.filter(pl.col("phone_e164").is_not_null())
         .with_columns(sent_s=pl.col("sent_at").dt.epoch("s"))
         .group_by("phone_e164")
-        .agg(pl.col("sent_s").min().alias("first_sent"), pl.col("sent_s").max().alias("last_sent"), pl.len().alias("messages"))
+        .agg(first_sent=pl.col("sent_s").min(), last_sent=pl.col("sent_s").max(), messages=pl.len())
     )
-    too_old = windows.filter(pl.col("last_sent") < oldest)
-    report.beyond_retention = int(too_old["messages"].sum() or 0)
-    asked = windows.filter(pl.col("last_sent") >= oldest)
-    report.numbers_asked = asked.height
+    beyond = int(per_number.filter(pl.col("last_sent") < oldest)["messages"].sum() or 0)
+    asks = per_number.filter(pl.col("last_sent") >= oldest).select("phone_e164", "first_sent").sort("phone_e164")
+    return asks, beyond, invalid
 
-    actions = [A.PULL_SEND_STATUS_BY_NUMBER] + ([A.PULL_REPLY_STATUS_BY_NUMBER] if replies else [])
 
-    def fetch(number: str, first_sent: int) -> tuple[int, int, bool]:
-        begin, end = max(first_sent, oldest), int(now)
+def plan_gap_fill(con: duckdb.DuckDBPyConnection, days: DayRange, *, now: float | None = None,
+                  reply_window_hours: int = 72) -> GapFillPlan:
+    report = GapFillReport()
+    now = time.time() if now is None else now
+    oldest = int(now) - A.BY_NUMBER_RETENTION_SECONDS + RETENTION_MARGIN_SECONDS
+    p = days.params()
+    bounds = {"start_s": p["start_s"], "end_s": p["end_s"]}
+    missing = con.execute(sql_text("select_sends_missing_receipts"), bounds).pl()
+    receipts, report.beyond_retention, report.invalid_numbers = _windows(missing, days, oldest)
+    report.missing_messages = missing.height
+    report.numbers_asked = receipts.height
+    lost = con.execute(sql_text("select_numbers_for_lost_replies"), {**bounds, "window_hours": reply_window_hours}).pl()
+    replies, _, _ = _windows(lost, days, oldest)
+    report.reply_numbers_asked = replies.height
+    return GapFillPlan({A.PULL_SEND_STATUS_BY_NUMBER: receipts, A.PULL_REPLY_STATUS_BY_NUMBER: replies}, report)
+
+
+def fetch_gaps(client: SmsApiClient, spool: Spool, plan: GapFillPlan, *, workers: int = 4,
+               now: float | None = None) -> GapFillReport:
+    """Spool the by-number pages of the plan; the caller loads the spool."""
+    report = plan.report
+    now = time.time() if now is None else now
+    oldest = int(now) - A.BY_NUMBER_RETENTION_SECONDS + RETENTION_MARGIN_SECONDS
+
+    def fetch(action: str, number: str, first_sent: int) -> tuple[int, int, bool]:
         pages = records = 0
         try:
-            for action in actions:
-                for body, page in client.by_number_pages(action, number, begin, end):
-                    spool.write(action, body)
-                    pages += 1
-                    records += len(page.records)
+            for body, page in client.by_number_pages(action, number, max(first_sent, oldest), int(now)):
+                spool.write(action, body)
+                pages += 1
+                records += len(page.records)
         except (TencentCloudError, TransportError) as exc:
-            log.warning("gap fill for %s…: %s", number[:6], exc)
+            log.warning("gap fill %s for %s…: %s", action, number[:6], exc)
             return pages, records, False
         return pages, records, True
 
-    rows = asked.select("phone_e164", "first_sent").iter_rows()
+    jobs = [(action, number, first) for action, asks in plan.asks.items() for number, first in asks.iter_rows()]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gapfill") as pool:
-        for pages, records, ok in pool.map(lambda row: fetch(*row), rows):
+        for pages, records, ok in pool.map(lambda job: fetch(*job), jobs):
             report.pages += pages
             report.records += records
             report.failed_numbers += not ok
     return report
+
+
+def fill_gaps(con: duckdb.DuckDBPyConnection, client: SmsApiClient, spool: Spool, days: DayRange, *,
+              workers: int = 4, now: float | None = None, replies: bool = True) -> GapFillReport:
+    """Plan and fetch in one call (tests, scripts); the asset does the two apart."""
+    plan = plan_gap_fill(con, days, now=now)
+    if not replies:
+        plan.asks.pop(A.PULL_REPLY_STATUS_BY_NUMBER)
+    return fetch_gaps(client, spool, plan, workers=workers, now=now)

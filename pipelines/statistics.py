@@ -53,7 +53,8 @@ def hours_of(days: DayRange, *, now: dt.datetime | None = None) -> list[dt.datet
     return out
 
 
-def pull_statistics(con: duckdb.DuckDBPyConnection, client: SmsApiClient, days: DayRange, *, workers: int = 4) -> StatisticsReport:
+def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4) -> pl.DataFrame:
+    """Both statistics of every hour of the days, one row per hour (no database needed)."""
     hours = hours_of(days)
 
     def one(hour: dt.datetime) -> dict:
@@ -68,13 +69,19 @@ def pull_statistics(con: duckdb.DuckDBPyConnection, client: SmsApiClient, days: 
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="statistics") as pool:
         rows = list(pool.map(one, hours))
-    report = StatisticsReport(hours=len(rows), requests=2 * len(rows))
     if not rows:
-        return report
-    frame = pl.DataFrame(rows).with_columns(
+        return pl.DataFrame()
+    return pl.DataFrame(rows).with_columns(
         pl.col("hour").cast(pl.Datetime("us", "UTC")),
         pulled_at=pl.lit(dt.datetime.fromtimestamp(time.time(), dt.UTC)).cast(pl.Datetime("us", "UTC")),
     )
+
+
+def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> StatisticsReport:
+    """Upsert fetched hours into raw.statistics_hourly (a re-pull replaces the hour)."""
+    report = StatisticsReport(hours=frame.height, requests=2 * frame.height)
+    if frame.is_empty():
+        return report
     report.request_success_count = int(frame["request_success_count"].sum())
     report.callback_count = int(frame["callback_count"].sum())
     columns = ", ".join(frame.columns)

@@ -9,6 +9,7 @@ insert into marts.message_status (
 with logged as (
     select * from staging.sends
     where send_date between $first_day and $last_day and serial_no is not null and serial_no <> ''
+      and code = 'Ok'
 ),
 ranked as (
     select *, row_number() over (

@@ -29,7 +29,9 @@ candidates as (
 select
     r.reply_date, r.phone_e164, r.country_code, r.iso_code, r.sign_name, r.extend_code, r.reply_content,
     r.reply_time, c.serial_no,
-    coalesce(list_contains($opt_out_words, lower(trim(regexp_replace(r.reply_content, '[[:punct:]]+$', '')))), false) as is_opt_out,
+    -- surrounding white space and punctuation, ASCII or not ("退订。", "STOP!"), are ignored
+    coalesce(list_contains($opt_out_words, lower(regexp_replace(r.reply_content, '^[\s\p{P}\p{Z}]+|[\s\p{P}\p{Z}]+$', '', 'g'))),
+             false) as is_opt_out,
     r.record_key
 from replies r
 left join candidates c on c.record_key = r.record_key and c.rank_latest = 1

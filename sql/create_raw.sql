@@ -40,7 +40,7 @@ create table if not exists raw.send_status (
 );
 
 -- Replies from PullSmsReplyStatus and PullSmsReplyStatusByPhoneNumber.
--- record_key = hash of number, signature, reply time in seconds and content.
+-- record_key = E.164 number | signature | reply time in seconds | content.
 create table if not exists raw.reply_status (
     record_key varchar not null,
     phone_number varchar,

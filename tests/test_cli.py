@@ -32,17 +32,23 @@ def sim():
         yield s
 
 
-def test_api_prints_receipts_from_the_simulator(sim):
+def test_api_prints_receipts_from_the_simulator_and_spools_them_first(sim, tmp_path):
+    spool = tmp_path / "spool"
     result = smsledger("api", "PullSmsSendStatus", "--json", '{"Limit": 100, "SmsSdkAppId": "1400000000"}',
-                       env={"SMSLEDGER_ENDPOINT": sim.url})
+                       env={"SMSLEDGER_ENDPOINT": sim.url, "SMSLEDGER_SPOOL_DIR": str(spool)})
     assert result.returncode == 0, result.stderr
     response = orjson.loads(result.stdout)
     assert len(response["PullSmsSendStatusSet"]) == 100 and response["RequestId"]
     assert {"SerialNo", "ReportStatus", "UserReceiveTime"} <= set(response["PullSmsSendStatusSet"][0])
+    # the queue handed these out once: they are in the spool for the next sync to load
+    spooled = list((spool / "ready").iterdir())
+    assert len(spooled) == 1 and orjson.loads(spooled[0].read_bytes())["Response"]["RequestId"] == response["RequestId"]
 
 
 def test_api_error_is_one_line_with_code_message_and_request_id(sim):
-    result = smsledger("api", "PullSmsSendStatus", "--json", '{"Limit": 101}', env={"SMSLEDGER_ENDPOINT": sim.url})
+    result = smsledger("api", "SendStatusStatistics", "--json",
+                       '{"BeginTime": "2026010100", "EndTime": "2026010100", "Limit": 10, "Offset": 0}',
+                       env={"SMSLEDGER_ENDPOINT": sim.url})
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "InvalidParameterValue.LimitVerifyFail" in lines[0] and "RequestId" in lines[0]

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
-from pipelines.config import Settings
+from pipelines.config import Settings, is_loopback
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
 from pipelines.tencent.ratelimit import RateLimiter
@@ -147,7 +147,9 @@ class SmsApiClient:
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Content-Type": CONTENT_TYPE, "X-TC-Version": API_VERSION, "X-TC-Region": region},
-            trust_env=False,
+            # Proxies and CA bundles from the environment apply to the real service, never to a
+            # loopback simulator (a proxy would not reach it).
+            trust_env=not is_loopback(self.endpoint),
         )
 
     @classmethod
@@ -194,7 +196,11 @@ class SmsApiClient:
         return response.content
 
     def call(self, action: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """One action, retried on transient faults; returns the `Response` object."""
+        """One action, retried on transient faults; returns the `Response` object. Queue pulls go
+        through `pull_queue_raw`: a retried queue pull would hand out more records while the ones
+        in the failed response are gone."""
+        if action in A.QUEUE_ACTIONS:
+            raise ValueError(f"{action} is a queue: use pull_queue_raw, which never retries and keeps the bytes")
         params = dict(params or {})
         attempt = 0
         while True:

@@ -272,7 +272,7 @@ def _key_receipts(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _key_replies(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Replies keyed by a hash of number, signature, reply second and content; a reply without a
+    """Replies keyed by number | signature | reply second | content; a reply without a
     number or a usable time cannot be attributed or deduplicated, so it is quarantined."""
     seconds = _seconds(frame, "reply_time")
     phones = normalize_phones(
@@ -281,11 +281,13 @@ def _key_replies(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )["phone_e164"]
     number = phones.fill_null(frame["phone_number"].fill_null(frame["subscriber_number"]))
     frame = frame.with_columns(_number=number, _seconds=seconds)
+    # The fields themselves, not a hash of them: polars' hash may change between versions, and a
+    # key that changed would let a re-fetched reply in twice.
     key = pl.concat_str(
         [pl.col("_number"), pl.col("sign_name").fill_null(""), pl.col("_seconds").cast(pl.Utf8),
          pl.col("reply_content").fill_null("")],
-        separator="\x1f",
-    ).hash().cast(pl.Utf8)
+        separator="|",
+    )
     frame = frame.with_columns(record_key=key)
     no_number = pl.col("_number").is_null() | (pl.col("_number").str.strip_chars() == "")
     no_time = pl.col("_seconds").is_null()

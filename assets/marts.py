@@ -20,14 +20,16 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
         days = day_range(context, metrics.timezone)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.message_status", days, attribution_days=metrics.conversion_window_days)
-            delivered, failed, pending, converted = con.execute(
-                "select count(*) filter (report_status = 'SUCCESS'), count(*) filter (report_status = 'FAIL'), "
-                "count(*) filter (report_status is null), count(converted_at) "
+            submitted, delivered_logged, delivered, failed, pending, converted = con.execute(
+                "select count(*) filter (in_sends_log), count(*) filter (in_sends_log and report_status = 'SUCCESS'), "
+                "count(*) filter (report_status = 'SUCCESS'), count(*) filter (report_status = 'FAIL'), "
+                "count(*) filter (in_sends_log and report_status is null), count(converted_at) "
                 "from marts.message_status where send_date between $a and $b", {"a": days.first, "b": days.last},
             ).fetchone()
         return dg.MaterializeResult(metadata={
-            "rows": rows, "delivered": delivered, "failed": failed, "pending": pending, "converted": converted,
-            "delivery_rate": dg.FloatMetadataValue(delivered / rows if rows else None),
+            "rows": rows, "submitted": submitted, "delivered": delivered, "failed": failed, "pending": pending,
+            "converted": converted,
+            "delivery_rate": dg.FloatMetadataValue(delivered_logged / submitted if submitted else None),
         })
 
     @dg.asset(

@@ -23,7 +23,10 @@ def run_query(warehouse: Path, query: str, fmt: str = "table", *, wait_seconds: 
     if not Path(warehouse).exists():
         raise QueryError(f"no warehouse at {warehouse} yet: run `make demo` or `smsledger sync` first "
                          "(or set SMSLEDGER_WAREHOUSE)")
-    con = connect(warehouse, read_only=True, wait_seconds=wait_seconds)
+    try:
+        con = connect(warehouse, read_only=True, wait_seconds=wait_seconds)
+    except duckdb.Error as exc:
+        raise QueryError(f"cannot open {warehouse}: {' '.join(str(exc).split())}") from None
     try:
         try:
             relation = con.sql(query)

@@ -10,6 +10,7 @@ they are skipped.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,12 +46,14 @@ REPLY_FIELDS = {
 }
 META_COLUMNS = ["batch_id", "record_index", "action", "pulled_at", "request_id"]
 
+# The table each pull action's records go to, and its fields.
 _RECORD_KINDS = {
-    A.PULL_SEND_STATUS: ("raw.send_status", RECEIPT_FIELDS),
-    A.PULL_SEND_STATUS_BY_NUMBER: ("raw.send_status", RECEIPT_FIELDS),
-    A.PULL_REPLY_STATUS: ("raw.reply_status", REPLY_FIELDS),
-    A.PULL_REPLY_STATUS_BY_NUMBER: ("raw.reply_status", REPLY_FIELDS),
+    A.PULL_SEND_STATUS: "raw.send_status",
+    A.PULL_SEND_STATUS_BY_NUMBER: "raw.send_status",
+    A.PULL_REPLY_STATUS: "raw.reply_status",
+    A.PULL_REPLY_STATUS_BY_NUMBER: "raw.reply_status",
 }
+_TABLE_FIELDS = {"raw.send_status": RECEIPT_FIELDS, "raw.reply_status": REPLY_FIELDS}
 
 
 @dataclasses.dataclass
@@ -76,11 +79,14 @@ class LoadReport:
 
 @dataclasses.dataclass
 class _Parsed:
-    """One spool file, parsed: its ledger row, its records by table, its quarantine rows."""
+    """One spool file, parsed: its ledger row, its records (still dicts) and their table, and
+    what it sends to quarantine. Frames are built per group of files, not per file: polars' fixed
+    cost per call would otherwise dominate pages of 100 records."""
 
+    spooled: SpoolFile
     ledger: dict[str, Any]
     table: str | None = None
-    frame: pl.DataFrame | None = None
+    records: list[Any] = dataclasses.field(default_factory=list)
     quarantine: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
@@ -99,32 +105,39 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
 
 
 def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile]) -> LoadReport:
+    """Load a group of spool files in one transaction, then remove them."""
     report = LoadReport()
     ids = [f.batch_id for f in files]
-    known = {row[0] for row in con.execute("select batch_id from raw.batches where batch_id in (select unnest($ids))", {"ids": ids}).fetchall()}
-    todo = [f for f in files if f.batch_id not in known]
-    report.skipped_batches = len(files) - len(todo)
-    parsed = [_parse_file(f) for f in todo]
+    known = {row[0] for row in con.execute(
+        "select batch_id from raw.batches where batch_id in (select unnest($ids))", {"ids": ids}).fetchall()}
+    parsed = [_parse_file(f) for f in files if f.batch_id not in known]
+    report.skipped_batches = len(files) - len(parsed)
 
-    frames: dict[str, list[pl.DataFrame]] = {}
-    for p in parsed:
-        if p.frame is not None and p.frame.height:
-            frames.setdefault(p.table, []).append(p.frame)
+    frames: dict[str, pl.DataFrame] = {}
+    quarantine = [row for p in parsed for row in p.quarantine]
+    for table, fields in _TABLE_FIELDS.items():
+        group = [p for p in parsed if p.table == table and p.records]
+        if not group:
+            continue
+        frame, not_objects = records_frame(group, fields)
+        frames[table], unkeyed = (_key_receipts if table == "raw.send_status" else _key_replies)(frame)
+        quarantine += not_objects + unkeyed.to_dicts()
+    quarantined: dict[str, int] = {}
+    for row in quarantine:
+        quarantined[row["batch_id"]] = quarantined.get(row["batch_id"], 0) + 1
+
     with transaction(con):
         new_by_batch: dict[str, int] = {}
-        for table, parts in frames.items():
-            frame = pl.concat(parts, how="vertical_relaxed")
-            inserted = _insert_new(con, table, frame)
-            for batch_id, n in inserted.items():
+        for table, frame in frames.items():
+            for batch_id, n in _insert_new(con, table, frame).items():
                 new_by_batch[batch_id] = new_by_batch.get(batch_id, 0) + n
-        quarantine = [row for p in parsed for row in p.quarantine]
         if quarantine:
             _insert_quarantine(con, quarantine)
         ledger = []
         for p in parsed:
             row = dict(p.ledger)
             row["new_records"] = new_by_batch.get(row["batch_id"], 0)
-            row["quarantined"] = len(p.quarantine)
+            row["quarantined"] = quarantined.get(row["batch_id"], 0)
             ledger.append(row)
             report.batches += 1
             report.records += row["records"]
@@ -136,8 +149,10 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
                 code = row["error_code"] or row["outcome"]
                 report.error_codes[code] = report.error_codes.get(code, 0) + 1
         if ledger:
-            ledger_frame = pl.DataFrame(ledger, schema=_LEDGER_SCHEMA)  # noqa: F841 (read by DuckDB)
-            con.execute(f"insert into raw.batches ({', '.join(_LEDGER_SCHEMA)}) select {', '.join(_LEDGER_SCHEMA)} from ledger_frame")
+            con.register("_ledger", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))
+            names = ", ".join(_LEDGER_SCHEMA)
+            con.execute(f"insert into raw.batches ({names}) select {names} from _ledger")
+            con.unregister("_ledger")
     report.duplicates = report.records - report.new_records - report.quarantined
     spool.remove(list(files))
     return report
@@ -158,97 +173,109 @@ _LEDGER_SCHEMA = {
 
 
 def _parse_file(spooled: SpoolFile) -> _Parsed:
-    pulled_at = spooled.pulled_at_ns // 1000  # microseconds
-    ledger = {"batch_id": spooled.batch_id, "action": spooled.action, "pulled_at": _us(pulled_at), "request_id": None,
-              "outcome": "ok", "error_code": None, "error_message": None, "records": 0}
+    ledger = {"batch_id": spooled.batch_id, "action": spooled.action, "pulled_at": _pulled_at(spooled),
+              "request_id": None, "outcome": "ok", "error_code": None, "error_message": None, "records": 0}
+    parsed = _Parsed(spooled, ledger)
     data = spooled.path.read_bytes()
     if spooled.kind == INDETERMINATE:
         ledger.update(outcome="indeterminate", error_message=data.decode("utf-8", "replace")[:1000])
-        return _Parsed(ledger)
-    assert spooled.kind == BODY
+        return parsed
+
+    def unparseable(reason: str) -> _Parsed:
+        ledger.update(outcome="unparseable", error_message=reason)
+        parsed.quarantine.append(_q(spooled, reason, data.decode("utf-8", "replace"), -1))
+        return parsed
+
     try:
         response = orjson.loads(data)["Response"]
         if not isinstance(response, dict):
             raise TypeError("Response is not an object")
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        reason = f"response is not the API's JSON envelope: {exc.__class__.__name__}: {exc}"
-        ledger.update(outcome="unparseable", error_message=reason)
-        return _Parsed(ledger, quarantine=[_q(spooled, reason, data.decode("utf-8", "replace"), -1)])
+        return unparseable(f"response is not the API's JSON envelope: {exc.__class__.__name__}: {exc}")
     ledger["request_id"] = response.get("RequestId")
     error = response.get("Error")
     if error:
+        if not isinstance(error, dict):
+            return unparseable("Response.Error is not an object")
         ledger.update(outcome="error", error_code=str(error.get("Code")), error_message=str(error.get("Message")))
-        return _Parsed(ledger)
+        return parsed
     if spooled.action not in _RECORD_KINDS:
-        ledger.update(outcome="unparseable", error_message=f"no loader for action {spooled.action}")
-        return _Parsed(ledger, quarantine=[_q(spooled, ledger["error_message"], data.decode("utf-8", "replace"), -1)])
-    table, fields = _RECORD_KINDS[spooled.action]
+        return unparseable(f"no loader for action {spooled.action}")
     records = response.get(A.RECORD_SET[spooled.action]) or []
     if not isinstance(records, list):
-        reason = f"{A.RECORD_SET[spooled.action]} is not a list"
-        ledger.update(outcome="unparseable", error_message=reason)
-        return _Parsed(ledger, quarantine=[_q(spooled, reason, data.decode("utf-8", "replace"), -1)])
+        return unparseable(f"{A.RECORD_SET[spooled.action]} is not a list")
     ledger["records"] = len(records)
-    frame, quarantine = records_frame(records, fields, spooled, ledger["request_id"])
-    if table == "raw.send_status":
-        frame, unkeyed = _key_receipts(frame)
-    else:
-        frame, unkeyed = _key_replies(frame)
-    quarantine += [_q(spooled, reason, payload, index) for index, reason, payload in unkeyed.iter_rows()]
-    return _Parsed(ledger, table, frame, quarantine)
+    parsed.table = _RECORD_KINDS[spooled.action]
+    parsed.records = records
+    return parsed
 
 
-def _us(microseconds: int):
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(microseconds / 1e6, dt.UTC)
+def _pulled_at(spooled: SpoolFile) -> dt.datetime:
+    return dt.datetime.fromtimestamp(spooled.pulled_at_ns / 1e9, dt.UTC)
 
 
 def _q(spooled: SpoolFile, reason: str, payload: str, index: int) -> dict[str, Any]:
-    return {"source": spooled.action, "reason": reason, "payload": payload, "batch_id": spooled.batch_id, "record_index": index}
+    return {"source": spooled.action, "reason": reason, "payload": payload, "batch_id": spooled.batch_id,
+            "record_index": index}
 
 
-def records_frame(
-    records: list[Any], fields: dict[str, tuple[str, Any]], spooled: SpoolFile, request_id: str | None
-) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-    """Records as a typed frame. Unknown fields and values of an unexpected type are kept, as
-    JSON in `extra_fields`, never dropped; a record that is not an object is quarantined."""
+def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """The records of a group of files as one typed frame, with where each came from. Unknown
+    fields and values of an unexpected type are kept, as JSON in `extra_fields`, never dropped; a
+    record that is not an object is quarantined."""
     quarantine: list[dict[str, Any]] = []
-    columns: dict[str, list[Any]] = {column: [] for column, _ in fields.values()}
-    extras: list[str | None] = []
-    indexes: list[int] = []
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            quarantine.append(_q(spooled, "record is not a JSON object", orjson.dumps(record).decode(), index))
-            continue
-        extra: dict[str, Any] = {}
-        for key, value in record.items():
-            if key not in fields:
-                extra[key] = value
-        for api_name, (column, dtype) in fields.items():
-            value = record.get(api_name)
-            if value is not None and not _fits(value, dtype):
-                extra[api_name] = value
-                value = None
-            columns[column].append(value)
-        extras.append(orjson.dumps(extra).decode() if extra else None)
-        indexes.append(index)
-    schema = {column: dtype for column, dtype in fields.values()}
-    frame = pl.DataFrame(columns, schema=schema).with_columns(
-        pl.Series("extra_fields", extras, dtype=pl.Utf8),
-        pl.Series("record_index", indexes, dtype=pl.Int32),
-        pl.lit(spooled.batch_id).alias("batch_id"),
-        pl.lit(spooled.action).alias("action"),
-        pl.lit(_us(spooled.pulled_at_ns // 1000)).cast(pl.Datetime("us", "UTC")).alias("pulled_at"),
-        pl.lit(request_id, dtype=pl.Utf8).alias("request_id"),
+    records: list[dict[str, Any]] = []
+    meta: dict[str, list[Any]] = {"record_index": [], "batch_id": [], "action": [], "pulled_at": [], "request_id": []}
+    for p in group:
+        spooled, request_id, pulled_at = p.spooled, p.ledger["request_id"], p.ledger["pulled_at"]
+        batch_id = spooled.batch_id
+        indexes = [i for i, record in enumerate(p.records) if type(record) is dict]
+        if len(indexes) < len(p.records):
+            quarantine += [_q(spooled, "record is not a JSON object", orjson.dumps(record).decode(), i)
+                           for i, record in enumerate(p.records) if type(record) is not dict]
+            records += [p.records[i] for i in indexes]
+        else:
+            records += p.records
+        n = len(indexes)
+        meta["record_index"] += indexes
+        meta["batch_id"] += [batch_id] * n
+        meta["action"] += [spooled.action] * n
+        meta["pulled_at"] += [pulled_at] * n
+        meta["request_id"] += [request_id] * n
+    columns: dict[str, list[Any]] = {}
+    odd: dict[int, dict[str, Any]] = {}  # record position -> its unknown fields and mistyped values
+    for api_name, (column, dtype) in fields.items():
+        values = [r.get(api_name) for r in records]
+        expected = int if dtype == pl.Int64 else str
+        # the per-value check runs only for a column holding something other than expected/None,
+        # or an integer beyond BIGINT
+        if not set(map(type, values)) <= {expected, type(None)} or (expected is int and _beyond_bigint(values)):
+            for i, value in enumerate(values):
+                if value is not None and (type(value) is not expected
+                                          or (expected is int and not -(2**63) <= value < 2**63)):
+                    odd.setdefault(i, {})[api_name] = value
+                    values[i] = None
+        columns[column] = values
+    known = set(fields)
+    if not known.issuperset(set().union(*records)):
+        for i, record in enumerate(records):
+            if not known.issuperset(record):
+                odd.setdefault(i, {}).update({k: v for k, v in record.items() if k not in known})
+    extras: list[str | None] = [None] * len(records)
+    for i, extra in odd.items():
+        extras[i] = orjson.dumps(extra).decode()
+    frame = pl.DataFrame(
+        {**columns, "extra_fields": extras, **meta},
+        schema={**{column: dtype for column, dtype in fields.values()}, "extra_fields": pl.Utf8,
+                "record_index": pl.Int32, "batch_id": pl.Utf8, "action": pl.Utf8,
+                "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8},
     )
     return frame, quarantine
 
 
-def _fits(value: Any, dtype: Any) -> bool:
-    if dtype == pl.Int64:
-        return type(value) is int and -(2**63) <= value < 2**63
-    return type(value) is str
+def _beyond_bigint(values: list[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and (max(present) >= 2**63 or min(present) < -(2**63))
 
 
 def _seconds(frame: pl.DataFrame, column: str) -> pl.Series:
@@ -268,12 +295,12 @@ def _key_receipts(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         ).alias("record_key")
     ).drop("_seconds")
     bad = pl.col("serial_no").is_null() | (pl.col("serial_no").str.strip_chars() == "")
-    return frame.filter(~bad), _unkeyed(frame.filter(bad), "receipt without SerialNo")
+    return frame.filter(~bad), _unkeyed(frame.filter(bad).with_columns(_reason=pl.lit("receipt without SerialNo")))
 
 
 def _key_replies(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Replies keyed by number | signature | reply second | content; a reply without a
-    number or a usable time cannot be attributed or deduplicated, so it is quarantined."""
+    """Replies keyed by number | signature | reply second | content; a reply without a number or a
+    usable time cannot be attributed or deduplicated, so it is quarantined."""
     seconds = _seconds(frame, "reply_time")
     phones = normalize_phones(
         frame.select("phone_number", "country_code", "subscriber_number").rename({"country_code": "cc_in"}),
@@ -283,45 +310,44 @@ def _key_replies(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     frame = frame.with_columns(_number=number, _seconds=seconds)
     # The fields themselves, not a hash of them: polars' hash may change between versions, and a
     # key that changed would let a re-fetched reply in twice.
-    key = pl.concat_str(
+    frame = frame.with_columns(record_key=pl.concat_str(
         [pl.col("_number"), pl.col("sign_name").fill_null(""), pl.col("_seconds").cast(pl.Utf8),
          pl.col("reply_content").fill_null("")],
         separator="|",
-    )
-    frame = frame.with_columns(record_key=key)
+    ))
     no_number = pl.col("_number").is_null() | (pl.col("_number").str.strip_chars() == "")
-    no_time = pl.col("_seconds").is_null()
-    bad = no_number | no_time
+    bad = no_number | pl.col("_seconds").is_null()
     reasons = pl.when(no_number).then(pl.lit("reply without a phone number")).otherwise(pl.lit("reply without a usable ReplyTime"))
-    unkeyed = frame.filter(bad).with_columns(_reason=reasons)
-    good = frame.filter(~bad).drop("_number", "_seconds")
-    return good, _unkeyed(unkeyed.drop("_number", "_seconds"), None)
+    unkeyed = frame.filter(bad).with_columns(_reason=reasons).drop("_number", "_seconds")
+    return frame.filter(~bad).drop("_number", "_seconds"), _unkeyed(unkeyed)
 
 
-def _unkeyed(frame: pl.DataFrame, reason: str | None) -> pl.DataFrame:
-    """(record_index, reason, payload JSON) of records to quarantine."""
-    if reason is not None:
-        frame = frame.with_columns(_reason=pl.lit(reason))
-    payload_columns = [c for c in frame.columns if c not in {"batch_id", "record_index", "action", "pulled_at", "request_id", "_reason", "record_key"}]
+def _unkeyed(frame: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows (source, reason, payload JSON, batch_id, record_index) of unkeyable records."""
+    payload_columns = [c for c in frame.columns if c not in {*META_COLUMNS, "_reason", "record_key"}]
     payloads = [orjson.dumps(row).decode() for row in frame.select(payload_columns).iter_rows(named=True)]
-    return pl.DataFrame({"record_index": frame["record_index"], "reason": frame["_reason"], "payload": payloads},
-                        schema={"record_index": pl.Int32, "reason": pl.Utf8, "payload": pl.Utf8})
+    return pl.DataFrame(
+        {"source": frame["action"], "reason": frame["_reason"], "payload": payloads, "batch_id": frame["batch_id"],
+         "record_index": frame["record_index"]},
+        schema={"source": pl.Utf8, "reason": pl.Utf8, "payload": pl.Utf8, "batch_id": pl.Utf8, "record_index": pl.Int32},
+    )
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict[str, int]:
     """Insert the records whose key the table does not hold yet (the first of repeated ones);
     returns how many were new per batch."""
-    frame = frame.unique(subset="record_key", keep="first", maintain_order=True)  # noqa: F841 (read by DuckDB)
-    columns = [c for c in frame.columns]
-    names = ", ".join(columns)
-    con.execute(
-        f"create or replace temp table _incoming as select {names} from frame "
-        f"where record_key not in (select record_key from {table})"
-    )
-    con.execute(f"insert into {table} ({names}) select {names} from _incoming")
-    counts = con.execute("select batch_id, count(*) from _incoming group by batch_id").fetchall()
-    con.execute("drop table _incoming")
-    return dict(counts)
+    con.register("_incoming", frame.unique(subset="record_key", keep="first", maintain_order=True))
+    try:
+        new = con.execute(f"select i.* from _incoming i anti join {table} t using (record_key)").pl()
+    finally:
+        con.unregister("_incoming")
+    names = ", ".join(new.columns)
+    con.register("_new", new)
+    try:
+        con.execute(f"insert into {table} ({names}) select {names} from _new")
+    finally:
+        con.unregister("_new")
+    return dict(new.group_by("batch_id").len().iter_rows())
 
 
 def _insert_quarantine(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, Any]]) -> None:

@@ -30,7 +30,7 @@ class SmsApiResource(dg.ConfigurableResource):
     region: str = "ap-guangzhou"
     provider_timezone: str = "Asia/Shanghai"
     timeout_seconds: float = 10.0
-    rate_fraction: float = 0.95
+    rate_fraction: float = 0.9
     # Multiplies the documented per-action limits: for an account whose limits Tencent raised,
     # or a simulator started with the same --rate-scale.
     rate_limit_scale: float = 1.0

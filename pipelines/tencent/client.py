@@ -123,7 +123,7 @@ class SmsApiClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retry: RetryPolicy = RetryPolicy(),
         rate_limits: Mapping[str, float] | None = None,
-        rate_fraction: float = 0.95,
+        rate_fraction: float = 0.9,
         max_connections: int = 32,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,

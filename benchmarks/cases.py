@@ -199,25 +199,20 @@ def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
                "MiB"),
         metric("DuckDB file size", values(lambda r: r["db_bytes"] / 2**20), "MiB"),
     ]
-    parse_key = "_parse_file (orjson + polars frame + record keys, per file)"
-    insert_key = "_insert_new (DuckDB anti-join on record_key + insert)"
+    for phase, what in (("load", "load_spool"), ("staging", "build_messages per day"),
+                        ("staging_whole_range", "build_messages in one call")):
+        names = sorted({k for r in runs for k in r.get(phase, {}).get("timers", {}).get("seconds", {})})
+        for name in names:
+            if name == "load_files":
+                continue  # the whole of load_spool but its directory listing
+            metrics.append(metric(f"{what}: of which in {name}{TIMED.get(name, '')}",
+                                  values(lambda r, p=phase, n=name: r[p]["timers"]["seconds"][n]), "s"))
     metrics += [
-        metric("load_spool: of which in _parse_file (orjson, polars frame, record keys; per spool file)",
-               values(lambda r: r["load"]["timers"]["seconds"][parse_key]), "s"),
-        metric("load_spool: of which in _insert_new (DuckDB anti-join on record_key + insert)",
-               values(lambda r: r["load"]["timers"]["seconds"][insert_key]), "s"),
         metric("load_spool: _insert_new per 500-file transaction, first tenth of the load (mean)",
-               values(lambda r: _tenth(r["load"]["timers"]["series"][insert_key], first=True) * 1000), "ms"),
+               values(lambda r: _tenth(r["load"]["timers"]["series"]["_insert_new"], first=True) * 1000), "ms"),
         metric("load_spool: _insert_new per 500-file transaction, last tenth of the load (mean)",
-               values(lambda r: _tenth(r["load"]["timers"]["series"][insert_key], first=False) * 1000), "ms"),
+               values(lambda r: _tenth(r["load"]["timers"]["series"]["_insert_new"], first=False) * 1000), "ms"),
     ]
-    for phase, label in (("staging", "build_messages per day"), ("staging_whole_range", "build_messages in one call")):
-        metrics += [
-            metric(f"{label}: of which in normalize_phones", values(lambda r, p=phase: r[p]["timers"]["seconds"]["normalize_phones"]), "s"),
-            metric(f"{label}: of which in unix_seconds_to_utc", values(lambda r, p=phase: r[p]["timers"]["seconds"]["unix_seconds_to_utc"]), "s"),
-            metric(f"{label}: of which in replace_slice (DuckDB delete + insert of the staged rows)",
-                   values(lambda r, p=phase: r[p]["timers"]["seconds"]["replace_slice (DuckDB delete + insert)"]), "s"),
-        ]
     killed = [r for r in runs if r["child"]["killed_for_memory"]]
     for r in killed:
         metrics.append(metric("RSS when the watchdog killed the process", [mib(r["child"]["max_sampled_rss_kib"])], "MiB"))
@@ -240,8 +235,8 @@ def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
                 "repetition hard-links the spool into a fresh folder and runs `benchmarks/load_child.py` in a "
                 "fresh process; phases are timed with perf_counter. Peak RSS per phase is VmHWM, reset between "
                 "phases through /proc/self/clear_refs, so each phase's figure includes the process baseline. "
-                "The time inside _parse_file, _insert_new, normalize_phones, unix_seconds_to_utc and replace_slice "
-                "is measured by wrapping those module-level functions where their callers look them up. "
+                "The time inside some functions of the loader and staging modules (listed as 'of which in') is "
+                "measured by wrapping them where their callers look them up (about 1 us a call). "
                 f"A watchdog kills the process above {rss_limit / 1024 / 1024:.1f} GiB RSS."),
         "repetitions": len(runs),
         "metrics": metrics,
@@ -249,6 +244,17 @@ def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
                     "per_day_build_seconds": per_day},
         "notes": notes,
     }
+
+
+TIMED = {  # what the timed functions of the code under test do, for the report
+    "_parse_file": " (read + orjson per spool file)",
+    "records_frame": " (records into a polars frame)",
+    "_key_receipts": " (record keys: receive seconds, concat)",
+    "_insert_new": " (DuckDB anti join on record_key + insert)",
+    "normalize_phones": " (E.164)",
+    "unix_seconds_to_utc": " (UTC times)",
+    "replace_slice": " (DuckDB delete + insert of the staged rows)",
+}
 
 
 def _tenth(series: list[float], *, first: bool) -> float:
@@ -285,7 +291,10 @@ def bench_drain_vs_rate_limit(ctx: Context) -> dict:
     from pipelines.tencent.client import SmsApiClient
     from pipelines.warehouse.spool import Spool
 
+    import inspect
+
     limit = A.RATE_LIMITS[A.PULL_SEND_STATUS]
+    fraction = inspect.signature(SmsApiClient.__init__).parameters["rate_fraction"].default
     days, per_day, workers = 7, 30_000, 4
     runs = []
     for rep in range(3):
@@ -318,7 +327,8 @@ def bench_drain_vs_rate_limit(ctx: Context) -> dict:
         "how": (f"Simulator in a child process with rate_scale=1 (it answers RequestLimitExceeded beyond 100 "
                 f"requests in any rolling second), {days} days x {per_day:,} messages/day, seed 7; the drain "
                 "spools every page (fsync) until a short page. pulls/s = pulls / drain seconds, including the last "
-                "short page; the client limiter aims at 95% of the limit (rate_fraction 0.95). Throttled = "
+                f"short page; the client limiter aims at {fraction:.0%} of the limit (SmsApiClient's default "
+                f"rate_fraction {fraction}) after an initial burst of up to {limit:.0f} requests. Throttled = "
                 "RequestLimitExceeded answers seen by the drain; the simulator's own count is reported beside it. "
                 "Peak per second = most spooled responses in any 1-second window of their arrival times."),
         "repetitions": len(runs),
@@ -469,7 +479,7 @@ def bench_metric_rebuild(ctx: Context) -> dict:
     from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
     from pipelines.drain import drain_queue
     from pipelines.resources import MetricsConfig
-    from pipelines.statistics import pull_statistics
+    from pipelines.statistics import fetch_statistics, store_statistics
     from pipelines.tencent import actions as A
     from pipelines.tencent.client import SmsApiClient
     from pipelines.warehouse.db import open_warehouse
@@ -508,8 +518,8 @@ def bench_metric_rebuild(ctx: Context) -> dict:
             conversions = load_source_files(con, "conversions", str(root / "simulator" / "conversions.ndjson"))
             setup["load_source_files"] = time.perf_counter() - t
             t = time.perf_counter()
-            stats = pull_statistics(con, client, all_days)
-            setup["pull_statistics"] = time.perf_counter() - t
+            stats = store_statistics(con, fetch_statistics(client, all_days))
+            setup["statistics"] = time.perf_counter() - t
         client.close()
     ctx.log(f"warehouse filled: {loaded['new_records']:,} records, {sends.rows:,} sends, "
             f"{conversions.rows:,} conversions, {stats.hours} statistics hours")
@@ -559,7 +569,7 @@ def bench_metric_rebuild(ctx: Context) -> dict:
         "how": (f"The warehouse is built once (not timed): a simulator ({days_n} days x {per_day:,} messages/day, "
                 f"seed 7, clock frozen at {end.date()}, rate limits off) in a child process; both queues drained "
                 "with 4 workers; `load_spool`; its sends and conversions files through `load_source_files`; "
-                "`pull_statistics` for the 30 days; `build_messages` and `build_replies` over the 30 days. Then 3 "
+                "`fetch_statistics` + `store_statistics` for the 30 days; `build_messages` and `build_replies` over the 30 days. Then 3 "
                 "repetitions, each rebuilding all marts for 1 day and then for 30 days, on one DuckDB connection "
                 "(DuckDB caches warm after the first). Parameters are MetricsConfig's defaults. Dagster's own "
                 "per-asset overhead is not included."),

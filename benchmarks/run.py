@@ -53,6 +53,24 @@ def _cpu_times() -> dict[str, int]:
     return {"busy": total - idle - iowait, "steal": steal, "total": total}
 
 
+def code_state() -> dict:
+    """HEAD and a digest of the code under test (pipelines/, assets/, sql/ as on disk): others
+    commit while a long run goes on, so each benchmark records what it ran against."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in ("pipelines", "assets", "sql"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix in (".py", ".sql") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"commit": commit, "code_digest": digest.hexdigest()[:12]}
+
+
 def machine_facts() -> dict:
     cpu_model = ""
     with open("/proc/cpuinfo") as f:
@@ -135,6 +153,10 @@ def render_markdown(report: dict) -> str:
         out.append(f"| Load average at end | {', '.join(str(x) for x in report['load_average_end'])} |")
     out += ["", "The machine is shared: each benchmark lists the load average around it and the share of the "
             "machine's CPU time that other processes used meanwhile.", ""]
+    digests = {b["environment"].get("code_digest") for b in report["benchmarks"].values()}
+    if len(digests) > 1:
+        out += ["**The code under test changed during this run** (others committed meanwhile): each benchmark "
+                "below names the commit and code digest it ran against.", ""]
     out += ["## Summary", "", "| Benchmark | Repetitions | Headline (median) | Wall time |", "| --- | --- | --- | --- |"]
     for name, b in report["benchmarks"].items():
         if "error" in b:
@@ -150,7 +172,9 @@ def render_markdown(report: dict) -> str:
         out.append(f"Load average before / after: {', '.join(str(x) for x in env['load_before'])} / "
                    f"{', '.join(str(x) for x in env['load_after'])}; other processes used "
                    f"{env['others_cpu_share']:.0%} of the machine's CPU time during it (steal {env['steal_share']:.0%}); "
-                   f"wall time {b['wall_seconds']:.0f}s.")
+                   f"wall time {b['wall_seconds']:.0f}s. Code: commit {env.get('commit')}, digest of "
+                   f"pipelines/, assets/, sql/ {env.get('code_digest')}"
+                   + (" (**changed while it ran**)." if env.get("code_changed_during") else "."))
         out.append("")
         if "error" in b:
             out += ["**Failed:**", "", "```", b["error"], "```", ""]
@@ -184,6 +208,7 @@ def run_child(name: str, ns: argparse.Namespace) -> dict:
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.run", "--child", name, "--result", str(result_path),
            "--work", str(ns.work)] + (["--quick"] if ns.quick else [])
+    code = code_state()
     load_before = [round(x, 2) for x in os.getloadavg()]
     cpu_before = _cpu_times()
     ours_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -191,6 +216,7 @@ def run_child(name: str, ns: argparse.Namespace) -> dict:
     proc = subprocess.run(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     ours_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    code_after = code_state()["code_digest"]
     cpu_after = _cpu_times()
     ticks = os.sysconf("SC_CLK_TCK")
     ours = (ours_after.ru_utime + ours_after.ru_stime) - (ours_before.ru_utime + ours_before.ru_stime)
@@ -202,6 +228,8 @@ def run_child(name: str, ns: argparse.Namespace) -> dict:
         "machine_cpu_seconds": total, "machine_busy_cpu_seconds": busy, "our_cpu_seconds": ours,
         "others_cpu_share": max(0.0, (busy - ours) / total) if total else 0.0,
         "steal_share": steal / total if total else 0.0,
+        **code,
+        "code_changed_during": code_after != code["code_digest"],
     }
     if proc.stderr:
         sys.stderr.write(proc.stderr[-20000:])

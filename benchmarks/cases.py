@@ -176,7 +176,7 @@ def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
         for r in runs:
             try:
                 out.append(fn(r))
-            except (KeyError, ZeroDivisionError, TypeError):
+            except (KeyError, ZeroDivisionError, TypeError, ValueError):
                 pass
         return out
 

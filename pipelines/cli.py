@@ -4,6 +4,7 @@ a person can act on (the provider's code and message, the variable to set, the b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -41,6 +42,7 @@ def _cmd_api(ns: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if action in _APP_ID_ACTIONS:
         params.setdefault("SmsSdkAppId", settings.sdk_app_id)
+        settings = dataclasses.replace(settings, sdk_app_id=str(params["SmsSdkAppId"]))
     with SmsApiClient.from_settings(settings) as client:
         if action in A.QUEUE_ACTIONS:
             response = _pull_queue_once(client, settings, action, params)
@@ -56,8 +58,6 @@ def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> d
     from pipelines.tencent.client import parse_response
     from pipelines.warehouse.spool import INDETERMINATE, Spool
 
-    if str(params.get("SmsSdkAppId")) != client.sdk_app_id:
-        client.sdk_app_id = str(params.get("SmsSdkAppId"))
     raw = client.pull_queue_raw(action, int(params.get("Limit", A.MAX_LIMIT)))
     spool = Spool(settings.spool_dir)
     if raw.indeterminate:
@@ -93,15 +93,13 @@ def _date(text: str) -> dt.date:
 def _cmd_sync(ns: argparse.Namespace) -> int:
     from pipelines.runner import run_days, run_drain
 
-    from pipelines.definitions import _int_env, rematerialize_days
-
     settings = Settings.from_env()
     if ns.date:
         first = last = ns.date
     else:
         yesterday = dt.datetime.now(settings.tz).date() - dt.timedelta(days=1)
-        back = rematerialize_days(_int_env("SMSLEDGER_LOOKBACK_DAYS", 3), _int_env("SMSLEDGER_CONVERSION_WINDOW_DAYS", 7))
-        first, last = max(settings.start_date, yesterday - dt.timedelta(days=back)), yesterday
+        first = max(settings.start_date, yesterday - dt.timedelta(days=settings.rematerialize_days))
+        last = yesterday
     # A failed drain leaves what it spooled for the daily run to load; report it after that run.
     drain_error = None
     try:

@@ -55,6 +55,8 @@ class Settings:
     timezone: str = "UTC"
     provider_timezone: str = "Asia/Shanghai"
     start_date: dt.date = dt.date(2026, 1, 1)
+    lookback_days: int = 3
+    conversion_window_days: int = 7
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> Settings:
@@ -84,6 +86,12 @@ class Settings:
             start_date = dt.date.fromisoformat(start)
         except ValueError as exc:
             raise ConfigError(f"SMSLEDGER_START_DATE={start!r} is not a date (YYYY-MM-DD)") from exc
+        days = {}
+        for name, default in (("SMSLEDGER_LOOKBACK_DAYS", "3"), ("SMSLEDGER_CONVERSION_WINDOW_DAYS", "7")):
+            value = get(name, default)
+            if not value.isdigit():
+                raise ConfigError(f"{name}={value!r} must be a whole number of days")
+            days[name] = int(value)
         return cls(
             secret_id=secret_id or "",
             secret_key=secret_key or "",
@@ -98,7 +106,15 @@ class Settings:
             timezone=timezone,
             provider_timezone=provider_timezone,
             start_date=start_date,
+            lookback_days=days["SMSLEDGER_LOOKBACK_DAYS"],
+            conversion_window_days=days["SMSLEDGER_CONVERSION_WINDOW_DAYS"],
         )
+
+    @property
+    def rematerialize_days(self) -> int:
+        """Days before yesterday that the daily run builds again: the receipt lookback, and the
+        conversion window, since a conversion reported days later still counts for its message."""
+        return max(self.lookback_days, self.conversion_window_days)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

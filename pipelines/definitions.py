@@ -21,7 +21,7 @@ from assets.checks import build_checks
 from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates
 from assets.marts import mart_assets
 from assets.staging import staging_assets
-from pipelines.config import ConfigError, Settings
+from pipelines.config import Settings
 from pipelines.partitions import daily_partitions
 from pipelines.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
 from pipelines.runner import PARTITION_RANGE_END, PARTITION_RANGE_START
@@ -34,23 +34,8 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
-def _int_env(name: str, default: int) -> int:
-    value = _env(name, str(default))
-    if not value.isdigit():
-        raise ConfigError(f"{name}={value!r} must be a whole number of days")
-    return int(value)
-
-
-def rematerialize_days(lookback_days: int, conversion_window_days: int) -> int:
-    """Days before yesterday that the daily run builds again: the receipt lookback, and the
-    conversion window, since a conversion reported days later still counts for its message."""
-    return max(lookback_days, conversion_window_days)
-
-
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date, settings.timezone)
-    lookback_days = _int_env("SMSLEDGER_LOOKBACK_DAYS", 3)
-    conversion_window_days = _int_env("SMSLEDGER_CONVERSION_WINDOW_DAYS", 7)
     daily = [*daily_assets(partitions), *staging_assets(partitions), *mart_assets(partitions)]
     drain_assets = [queue_pages, raw_queue_records, sending_app_records, signs_and_templates]
 
@@ -77,7 +62,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
         if not keys:
             return dg.SkipReason("no complete partition yet")
-        window = keys[-(rematerialize_days(lookback_days, conversion_window_days) + 1):]
+        window = keys[-(settings.rematerialize_days + 1):]
         return dg.RunRequest(
             run_key=f"{window[0]}..{window[-1]}",
             tags={PARTITION_RANGE_START: window[0], PARTITION_RANGE_END: window[-1]},
@@ -101,8 +86,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "warehouse": WarehouseResource(path=str(settings.warehouse), spool_dir=str(settings.spool_dir)),
             "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path),
-            "metrics": MetricsConfig(timezone=settings.timezone, lookback_days=lookback_days,
-                                     conversion_window_days=conversion_window_days),
+            "metrics": MetricsConfig(timezone=settings.timezone, lookback_days=settings.lookback_days,
+                                     conversion_window_days=settings.conversion_window_days),
         },
     )
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,6 @@ from pipelines.tencent.errors import TencentCloudError, TransportError
 from pipelines.warehouse.spool import INDETERMINATE, Spool
 
 log = logging.getLogger(__name__)
-_rng = random.Random()  # jitter of the backoff between failed pulls
 
 
 @dataclasses.dataclass
@@ -124,6 +122,20 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                 report.stopped_by = reason
         stop.set()
 
+    def failed(counter: str) -> bool:
+        """Count a failed pull; back off before the next one, or say the drain must stop."""
+        nonlocal failures
+        with lock:
+            report.pulls += 1
+            setattr(report, counter, getattr(report, counter) + 1)
+            failures += 1
+            attempt = failures
+        if attempt >= max_consecutive_failures:
+            finish("failures")
+            return True
+        client.backoff(min(attempt, 6))
+        return False
+
     def worker() -> None:
         nonlocal failures
         while not stop.is_set():
@@ -133,50 +145,29 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
             raw = client.pull_queue_raw(action, limit)
             if raw.indeterminate:
                 spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
-                with lock:
-                    report.pulls += 1
-                    report.indeterminate += 1
-                    failures += 1
-                    attempt = failures
                 log.warning("%s: indeterminate pull (%s); records may have left the queue", action, raw.failure)
-                if attempt >= max_consecutive_failures:
-                    finish("failures")
+                if failed("indeterminate"):
                     return
-                time.sleep(client.retry.delay(min(attempt, 6), _rng))
                 continue
             spool.write(action, raw.body)
             try:
                 page = parse_page(action, raw.body)
             except TencentCloudError as exc:
-                with lock:
-                    report.pulls += 1
-                    if exc.code.startswith("RequestLimitExceeded"):
-                        report.throttled += 1
-                    else:
-                        report.transient_errors += 1
-                    failures += 1
-                    attempt = failures
                 if not exc.retryable:
+                    with lock:
+                        report.pulls += 1
+                        report.transient_errors += 1
                     fatal.append(exc)
                     finish("error")
                     return
-                if attempt >= max_consecutive_failures:
-                    finish("failures")
+                if failed("throttled" if exc.code.startswith("RequestLimitExceeded") else "transient_errors"):
                     return
-                time.sleep(client.retry.delay(min(attempt, 6), _rng))
                 continue
             except TransportError:
                 # A complete HTTP 200 whose body is not the envelope: kept in the spool, where the
                 # loader quarantines it; the records in it (if any) are not lost.
-                with lock:
-                    report.pulls += 1
-                    report.transient_errors += 1
-                    failures += 1
-                    attempt = failures
-                if attempt >= max_consecutive_failures:
-                    finish("failures")
+                if failed("transient_errors"):
                     return
-                time.sleep(client.retry.delay(min(attempt, 6), _rng))
                 continue
             with lock:
                 report.pulls += 1

@@ -118,17 +118,16 @@ def test_queue_pull_returns_raw_bytes_and_is_never_retried():
         assert len(app.requests) == 1
 
 
-def test_truncated_body_is_indeterminate_not_empty():
+def test_a_cut_body_is_never_read_as_an_empty_page():
+    """A body cut short inside the JSON (the connection-level cut is the simulator's `truncate`
+    fault, covered in test_simulator and the crash test) fails to parse; it is not "no records"."""
     def app(request):
-        # Content-Length promises more than arrives: the connection closed mid-body.
-        return httpx.Response(200, headers={"Content-Length": "500"}, content=b'{"Response": {"PullSms')
+        return httpx.Response(200, headers={"Content-Type": "application/json"}, content=b'{"Response": {"PullSms')
 
     with make_client(app) as client:
         page = client.pull_send_status_raw()
-    # MockTransport does not enforce Content-Length; a short body still fails to parse, never "no records".
-    if not page.indeterminate:
-        with pytest.raises(TransportError):
-            parse_page(A.PULL_SEND_STATUS, page.body)
+    with pytest.raises(TransportError, match="not the API's JSON envelope"):
+        parse_page(A.PULL_SEND_STATUS, page.body)
 
 
 def receipts_app(receive_times, calls):

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -35,6 +35,7 @@ from pipelines.tencent.ratelimit import RateLimiter
 from pipelines.tencent.signing import API_VERSION, CONTENT_TYPE, TC3Auth
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -176,9 +177,26 @@ class SmsApiClient:
 
     # -- transport -------------------------------------------------------------------------
 
-    def _jitter(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> None:
+        """Sleep before retry number `attempt` (1-based), with full jitter; thread-safe."""
         with self._rng_lock:
-            return self.retry.delay(attempt, self._rng)
+            delay = self.retry.delay(attempt - 1, self._rng)
+        self._sleep(delay)
+
+    def _retrying(self, action: str, attempt_once: Callable[[], T]) -> T:
+        """`attempt_once()` until it succeeds, fails permanently, or the attempts run out: transport
+        faults and retryable provider codes are tried again, nothing else."""
+        attempt = 0
+        while True:
+            try:
+                return attempt_once()
+            except (TransportError, TencentCloudError) as exc:
+                retryable = isinstance(exc, TransportError) or exc.retryable
+                attempt += 1
+                if not retryable or attempt >= self.retry.max_attempts:
+                    raise
+                log.warning("%s; retry %d/%d", exc, attempt, self.retry.max_attempts - 1)
+                self.backoff(attempt)
 
     def _post_once(self, action: str, params: Mapping[str, Any]) -> bytes:
         """One rate-limited, signed POST. Returns the whole body of an HTTP 200, else raises
@@ -202,18 +220,7 @@ class SmsApiClient:
         if action in A.QUEUE_ACTIONS:
             raise ValueError(f"{action} is a queue: use pull_queue_raw, which never retries and keeps the bytes")
         params = dict(params or {})
-        attempt = 0
-        while True:
-            try:
-                return parse_response(action, self._post_once(action, params))
-            except (TransportError, TencentCloudError) as exc:
-                retryable = isinstance(exc, TransportError) or exc.retryable
-                attempt += 1
-                if not retryable or attempt >= self.retry.max_attempts:
-                    raise
-                delay = self._jitter(attempt - 1)
-                log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self.retry.max_attempts - 1, delay)
-                self._sleep(delay)
+        return self._retrying(action, lambda: parse_response(action, self._post_once(action, params)))
 
     # -- queue pulls -----------------------------------------------------------------------
 
@@ -266,7 +273,7 @@ class SmsApiClient:
                 "SmsSdkAppId": self.sdk_app_id,
                 "EndTime": hi,
             }
-            body, page = self._read_page(action, params)
+            body, page = self._retrying(action, lambda: self._read_page(action, params))
             if len(page.records) >= limit and hi > lo:
                 mid = (lo + hi) // 2
                 windows.extend([(mid + 1, hi), (lo, mid)])  # older half first
@@ -283,17 +290,8 @@ class SmsApiClient:
         return [r for _, p in self.by_number_pages(A.PULL_REPLY_STATUS_BY_NUMBER, phone_number, begin, end) for r in p.records]
 
     def _read_page(self, action: str, params: dict[str, Any]) -> tuple[bytes, Page]:
-        attempt = 0
-        while True:
-            try:
-                body = self._post_once(action, params)
-                return body, parse_page(action, body)
-            except (TransportError, TencentCloudError) as exc:
-                retryable = isinstance(exc, TransportError) or exc.retryable
-                attempt += 1
-                if not retryable or attempt >= self.retry.max_attempts:
-                    raise
-                self._sleep(self._jitter(attempt - 1))
+        body = self._post_once(action, params)
+        return body, parse_page(action, body)
 
     # -- statistics ------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL
-from pipelines.partitions import day_range
-from pipelines.resources import MetricsConfig, WarehouseResource
+from pipelines.days import day_range
+from assets.resources import MetricsConfig, WarehouseResource
 
 ONE_ROW_PER_SERIAL_NO = "one_row_per_serial_no"
 ONE_ROW_PER_GROUP = "one_row_per_group"

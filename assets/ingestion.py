@@ -8,16 +8,16 @@ import dataclasses
 
 import dagster as dg
 
-from pipelines.dimensions import fetch_dimensions, store_dimensions
-from pipelines.drain import drain_queue
-from pipelines.gapfill import fetch_gaps, plan_gap_fill
-from pipelines.partitions import day_range
-from pipelines.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
-from pipelines.statistics import fetch_statistics, store_statistics
+from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
+from pipelines.ingest.drain import drain_queue
+from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
+from pipelines.days import day_range
+from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
+from pipelines.ingest.statistics import fetch_statistics, store_statistics
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError
 from pipelines.warehouse.loader import load_spool
-from pipelines.warehouse.sources import load_source_files
+from pipelines.warehouse.sending_app import load_source_files
 
 # Every step that writes the DuckDB file runs in this pool, whose limit is 1 (dagster.yaml):
 # DuckDB allows one writing process per file.

@@ -5,8 +5,8 @@
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL
-from pipelines.partitions import day_range
-from pipelines.resources import MetricsConfig, WarehouseResource
+from pipelines.days import day_range
+from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.marts import rebuild
 
 

@@ -8,8 +8,8 @@ import dataclasses
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL, raw_queue_records
-from pipelines.partitions import day_range
-from pipelines.resources import MetricsConfig, WarehouseResource
+from pipelines.days import day_range
+from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.staging import build_messages, build_replies
 
 

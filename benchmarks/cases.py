@@ -296,10 +296,10 @@ def _max_in_window(ns: list[int], window_ns: int = 10**9) -> int:
 def bench_drain_vs_rate_limit(ctx: Context) -> dict:
     from benchmarks.simproc import simulator_process
     from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-    from pipelines.drain import drain_queue
+    from pipelines.ingest.drain import drain_queue
     from pipelines.tencent import actions as A
     from pipelines.tencent.client import SmsApiClient
-    from pipelines.warehouse.spool import Spool
+    from pipelines.spool import Spool
 
     import inspect
 
@@ -403,11 +403,11 @@ def _client_pulls(url: str, threads: int) -> dict:
 def bench_client_pulls_per_second(ctx: Context) -> dict:
     from benchmarks.simproc import simulator_process
     from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-    from pipelines.drain import drain_queue
+    from pipelines.ingest.drain import drain_queue
     from pipelines.simulator import bench as simbench
     from pipelines.tencent import actions as A
     from pipelines.tencent.client import SmsApiClient
-    from pipelines.warehouse.spool import Spool
+    from pipelines.spool import Spool
 
     days, per_day = 7, 20_000  # the simulator bench's default queue, so the ratios compare like with like
     rows: dict[str, list[dict]] = {}
@@ -487,17 +487,18 @@ def bench_metric_rebuild(ctx: Context) -> dict:
 
     from benchmarks.simproc import simulator_process
     from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-    from pipelines.drain import drain_queue
-    from pipelines.resources import MetricsConfig
-    from pipelines.statistics import fetch_statistics, store_statistics
+    from pipelines.ingest.drain import drain_queue
+    from assets.resources import MetricsConfig
+    from pipelines.ingest.statistics import fetch_statistics, store_statistics
     from pipelines.tencent import actions as A
     from pipelines.tencent.client import SmsApiClient
     from pipelines.warehouse.db import open_warehouse
     from pipelines.warehouse.loader import load_spool
     from pipelines.warehouse.marts import MARTS, rebuild
-    from pipelines.warehouse.sources import load_source_files
-    from pipelines.warehouse.spool import Spool
-    from pipelines.warehouse.staging import DayRange, build_messages, build_replies
+    from pipelines.warehouse.sending_app import load_source_files
+    from pipelines.spool import Spool
+    from pipelines.days import DayRange
+    from pipelines.warehouse.staging import build_messages, build_replies
 
     days_n, per_day = 30, 20_000
     end = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

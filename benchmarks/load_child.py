@@ -101,9 +101,10 @@ def main() -> None:
 
     from pipelines.warehouse.db import open_warehouse
     from pipelines.warehouse.loader import load_spool
-    from pipelines.warehouse.sources import load_source_files
-    from pipelines.warehouse.spool import Spool
-    from pipelines.warehouse.staging import DayRange, build_messages
+    from pipelines.warehouse.sending_app import load_source_files
+    from pipelines.spool import Spool
+    from pipelines.days import DayRange
+    from pipelines.warehouse.staging import build_messages
 
     from pipelines.warehouse import loader, staging as staging_module
 

@@ -37,7 +37,7 @@ import phonenumbers
 from benchmarks.normalize_bench import _pool
 from pipelines.simulator.traffic import receipt_latency
 from pipelines.tencent import actions as A
-from pipelines.warehouse.spool import Spool
+from pipelines.spool import Spool
 
 GENERATOR_VERSION = 1
 END = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)  # traffic ends here (exclusive)

@@ -20,7 +20,8 @@ from pipelines.simulator.bench import _cpu_seconds
 
 
 def _serve(config: dict, port_out, stop) -> None:
-    from pipelines.simulator.server import Simulator, SimulatorConfig
+    from pipelines.simulator.config import SimulatorConfig
+    from pipelines.simulator.server import Simulator
 
     with Simulator(SimulatorConfig(port=0, **config)) as sim:
         port_out.send(sim.port)

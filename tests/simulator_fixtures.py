@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-from pipelines.simulator.server import Simulator, SimulatorConfig
+from pipelines.simulator.config import SimulatorConfig
+from pipelines.simulator.server import Simulator
 from pipelines.tencent.signing import API_VERSION, authorization_header
 
 APP = DEMO_SDK_APP_ID

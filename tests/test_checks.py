@@ -8,8 +8,8 @@ import pytest
 
 from assets import checks as C
 from assets.marts import mart_assets
-from pipelines.partitions import daily_partitions
-from pipelines.resources import MetricsConfig, WarehouseResource
+from pipelines.days import daily_partitions
+from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.db import open_warehouse
 
 PARTITIONS = daily_partitions(dt.date(2026, 1, 1), "UTC")

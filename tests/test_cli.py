@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from pipelines.config import DEMO_SECRET_KEY
-from pipelines.simulator.server import Simulator, SimulatorConfig
+from pipelines.simulator.config import SimulatorConfig
+from pipelines.simulator.server import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def smsledger(*args, env=None, cwd=None, timeout=300):
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_")) and not k.lower().endswith("_proxy")}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env={**base, **(env or {})},
+    return subprocess.run([sys.executable, "-m", "pipelines.app.cli", *args], env={**base, **(env or {})},
                           cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
 
 

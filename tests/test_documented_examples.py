@@ -12,7 +12,7 @@ from pipelines.tencent.client import SmsApiClient, parse_page, parse_response
 from pipelines.tencent.errors import TencentCloudError
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
-from pipelines.warehouse.spool import Spool
+from pipelines.spool import Spool
 
 PULL_SEND_STATUS = b"""{"Response": {"PullSmsSendStatusSet": [
   {"Description": "DELIVRD", "CountryCode": "86", "SubscriberNumber": "18501234444", "ReportStatus": "SUCCESS",

@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
-from pipelines.runner import run_days, run_drain
-from pipelines.simulator.server import Simulator, SimulatorConfig
+from pipelines.app.runner import run_days, run_drain
+from pipelines.simulator.config import SimulatorConfig
+from pipelines.simulator.server import Simulator
 
 DAYS = 7  # a backfill of 7 days is compared with the daily runs over the same days
 RATE_SCALE = 5  # the simulator and the client both scale the documented limits

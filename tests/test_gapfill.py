@@ -5,15 +5,16 @@ import time
 import zoneinfo
 
 from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-from pipelines.drain import drain_queue
-from pipelines.gapfill import fill_gaps
-from pipelines.simulator.server import Simulator, SimulatorConfig
+from pipelines.ingest.drain import drain_queue
+from pipelines.ingest.gapfill import fill_gaps
+from pipelines.simulator.config import SimulatorConfig
+from pipelines.simulator.server import Simulator
 from pipelines.tencent.client import RetryPolicy, SmsApiClient
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
-from pipelines.warehouse.sources import load_source_files
-from pipelines.warehouse.spool import Spool
-from pipelines.warehouse.staging import DayRange
+from pipelines.warehouse.sending_app import load_source_files
+from pipelines.spool import Spool
+from pipelines.days import DayRange
 
 
 def test_replies_lost_in_broken_pulls_are_recovered(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from pipelines.tencent import actions as A
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
-from pipelines.warehouse.spool import INDETERMINATE, Spool
+from pipelines.spool import INDETERMINATE, Spool
 
 
 def receipt(serial, t=1_790_000_000, status="SUCCESS", **extra):

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.marts import rebuild
-from pipelines.warehouse.staging import DayRange
+from pipelines.days import DayRange
 
 UTC = ZoneInfo("UTC")
 D1, D2, D3 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.marts import rebuild
-from pipelines.warehouse.staging import DayRange
+from pipelines.days import DayRange
 
 WORDS = ["td", "t", "退订", "stop", "unsubscribe"]
 

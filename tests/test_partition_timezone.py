@@ -8,15 +8,17 @@ import zoneinfo
 import pytest
 
 from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-from pipelines.drain import drain_queue
-from pipelines.simulator.server import Simulator, SimulatorConfig
+from pipelines.ingest.drain import drain_queue
+from pipelines.simulator.config import SimulatorConfig
+from pipelines.simulator.server import Simulator
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.marts import rebuild
-from pipelines.warehouse.sources import load_source_files
-from pipelines.warehouse.spool import Spool
-from pipelines.warehouse.staging import DayRange, build_messages
+from pipelines.warehouse.sending_app import load_source_files
+from pipelines.spool import Spool
+from pipelines.days import DayRange
+from pipelines.warehouse.staging import build_messages
 
 PARTITION_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 

@@ -571,7 +571,7 @@ def test_config_from_environment_and_arguments():
     import argparse
 
     from pipelines.config import DEMO_SECRET_KEY, ConfigError
-    from pipelines.simulator.server import SimulatorConfig, add_arguments, config_from_args
+    from pipelines.simulator.config import SimulatorConfig, add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

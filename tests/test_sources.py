@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.warehouse import sources
+from pipelines.warehouse import sending_app as sources
 from pipelines.warehouse.db import sql_text
-from pipelines.warehouse.sources import load_source_files
+from pipelines.warehouse.sending_app import load_source_files
 
 SEND_FIELDS = ["SerialNo", "PhoneNumber", "Fee", "SessionContext", "Code", "Message", "IsoCode", "SendTime",
                "SmsSdkAppId", "TemplateId", "SignName"]
@@ -46,7 +46,7 @@ RAW_SEND_COLUMNS = "serial_no, phone_number, fee, session_context, code, message
 @pytest.fixture
 def con(tmp_path):
     connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    connection.execute(sql_text("create_raw"))
+    connection.execute(sql_text("ddl/raw"))
     yield connection
     connection.close()
 

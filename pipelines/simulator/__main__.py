@@ -2,7 +2,8 @@
 
 import argparse
 
-from pipelines.simulator.server import add_arguments, config_from_args, serve
+from pipelines.simulator.config import add_arguments, config_from_args
+from pipelines.simulator.server import serve
 
 parser = argparse.ArgumentParser(prog="python -m pipelines.simulator", description="serve the simulated SMS API")
 add_arguments(parser)

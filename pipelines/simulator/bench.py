@@ -32,7 +32,8 @@ _BODY = orjson.dumps({"Limit": 100, "SmsSdkAppId": DEMO_SDK_APP_ID})
 
 
 def _serve(days: int, messages_per_day: int, port_out, stop) -> None:
-    from pipelines.simulator.server import Simulator, SimulatorConfig
+    from pipelines.simulator.config import SimulatorConfig
+    from pipelines.simulator.server import Simulator
 
     with Simulator(SimulatorConfig(port=0, days=days, messages_per_day=messages_per_day, rate_scale=0)) as sim:
         port_out.send(sim.port)

@@ -35,7 +35,7 @@ from pipelines.simulator.wire import HttpConnection, Request
 from pipelines.tencent.actions import RATE_LIMITS
 
 if TYPE_CHECKING:
-    from pipelines.simulator.server import SimulatorConfig
+    from pipelines.simulator.config import SimulatorConfig
 
 log = logging.getLogger(__name__)
 

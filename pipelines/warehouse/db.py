@@ -67,9 +67,9 @@ def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: f
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(sql_text("create_raw"))
-    con.execute(sql_text("create_staging"))
-    con.execute(sql_text("create_marts"))
+    con.execute(sql_text("ddl/raw"))
+    con.execute(sql_text("ddl/staging"))
+    con.execute(sql_text("ddl/marts"))
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.tencent import actions as A
 from pipelines.warehouse.db import transaction
-from pipelines.warehouse.spool import INDETERMINATE, Spool, SpoolFile
+from pipelines.spool import INDETERMINATE, Spool, SpoolFile
 
 # API field -> (raw column, polars type) of each record kind, in the API's documented order.
 RECEIPT_FIELDS = {

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import duckdb
 
 from pipelines.warehouse.db import sql_text, transaction
-from pipelines.warehouse.staging import DayRange
+from pipelines.days import DayRange
 
 
 class Mart(NamedTuple):
@@ -22,13 +22,13 @@ class Mart(NamedTuple):
 
 
 MARTS = {
-    "marts.message_status": Mart("send_date", "build_message_status"),
-    "marts.replies": Mart("reply_date", "build_replies"),
-    "marts.delivery_daily": Mart("day", "build_delivery_daily"),
-    "marts.conversion_daily": Mart("day", "build_conversion_daily"),
-    "marts.failure_reasons_daily": Mart("day", "build_failure_reasons_daily"),
-    "marts.provider_statistics_hourly": Mart("hour", "build_provider_statistics_hourly", hourly=True),
-    "marts.reconciliation_daily": Mart("day", "build_reconciliation_daily"),
+    "marts.message_status": Mart("send_date", "marts/message_status"),
+    "marts.replies": Mart("reply_date", "marts/replies"),
+    "marts.delivery_daily": Mart("day", "marts/delivery_daily"),
+    "marts.conversion_daily": Mart("day", "marts/conversion_daily"),
+    "marts.failure_reasons_daily": Mart("day", "marts/failure_reasons_daily"),
+    "marts.provider_statistics_hourly": Mart("hour", "marts/provider_statistics_hourly", hourly=True),
+    "marts.reconciliation_daily": Mart("day", "marts/reconciliation_daily"),
 }
 
 

@@ -8,47 +8,15 @@ transaction, so materializing a partition twice gives the same rows.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
+from pipelines.days import DayRange
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.warehouse.db import sql_text, transaction
-
-
-@dataclasses.dataclass(frozen=True)
-class DayRange:
-    """Days [first, last] in a time zone, and the UTC instants that bound them."""
-
-    first: dt.date
-    last: dt.date
-    tz: ZoneInfo
-
-    @property
-    def start(self) -> dt.datetime:
-        return dt.datetime.combine(self.first, dt.time(0), self.tz).astimezone(dt.UTC)
-
-    @property
-    def end(self) -> dt.datetime:
-        """Exclusive."""
-        return dt.datetime.combine(self.last + dt.timedelta(days=1), dt.time(0), self.tz).astimezone(dt.UTC)
-
-    def days(self) -> list[dt.date]:
-        return [self.first + dt.timedelta(days=i) for i in range((self.last - self.first).days + 1)]
-
-    def params(self) -> dict[str, object]:
-        """Bound parameters of the SQL files: the days and their UTC bounds, in seconds too."""
-        return {
-            "first_day": self.first,
-            "last_day": self.last,
-            "start": self.start,
-            "end": self.end,
-            "start_s": int(self.start.timestamp()),
-            "end_s": int(self.end.timestamp()),
-        }
 
 
 @dataclasses.dataclass
@@ -87,7 +55,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     p = days.params()
     tz = days.tz
 
-    sends = con.execute(sql_text("select_sends_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
+    sends = con.execute(sql_text("staging/sends_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
     sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
     report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
     sends = (
@@ -109,7 +77,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
     receipts = receipts.join(day_serials, on="serial_no", how="left")
 
-    orphans = con.execute(sql_text("select_orphan_receipts"), {k: p[k] for k in ("start", "end", "start_s", "end_s")}).pl()
+    orphans = con.execute(sql_text("staging/orphan_receipts"), {k: p[k] for k in ("start", "end", "start_s", "end_s")}).pl()
     orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")
     first = (
         orphans.with_columns(_placed=pl.coalesce("_t", "pulled_at"))
@@ -176,7 +144,7 @@ def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRepo
     """Rewrite staging.replies for the days (a reply belongs to the day it was sent)."""
     report = StagingReport()
     p = days.params()
-    replies = con.execute(sql_text("select_replies_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
+    replies = con.execute(sql_text("staging/replies_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
     replies = unix_seconds_to_utc(replies, "reply_time", out="reply_at", flag="reply_time_flag")
     replies = (
         replies.filter(pl.col("reply_at").is_not_null())

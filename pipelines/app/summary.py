@@ -16,9 +16,9 @@ def summary(warehouse: Path, first: dt.date, last: dt.date) -> str:
     con = connect(warehouse, read_only=True)
     try:
         params = {"first_day": first, "last_day": last}
-        days = con.execute(sql_text("summary_days"), params).fetchall()
-        reasons = con.execute(sql_text("summary_failure_reasons"), params).fetchall()
-        recon = con.execute(sql_text("summary_reconciliation"), params).fetchall()
+        days = con.execute(sql_text("reports/summary_days"), params).fetchall()
+        reasons = con.execute(sql_text("reports/summary_failure_reasons"), params).fetchall()
+        recon = con.execute(sql_text("reports/summary_reconciliation"), params).fetchall()
     finally:
         con.close()
     lines = [

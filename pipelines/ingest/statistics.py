@@ -18,7 +18,7 @@ import polars as pl
 
 from pipelines.tencent.client import SmsApiClient, provider_hour
 from pipelines.warehouse.db import transaction
-from pipelines.warehouse.staging import DayRange
+from pipelines.days import DayRange
 
 SEND_FIELDS = {"FeeCount": "fee_count", "RequestCount": "request_count", "RequestSuccessCount": "request_success_count"}
 CALLBACK_FIELDS = {

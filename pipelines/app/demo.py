@@ -34,9 +34,10 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> str:
     """Run the demo; returns the printed summary."""
-    from pipelines.runner import run_days, run_drain
-    from pipelines.simulator.server import Simulator, SimulatorConfig
-    from pipelines.summary import summary
+    from pipelines.app.runner import run_days, run_drain
+    from pipelines.simulator.config import SimulatorConfig
+    from pipelines.simulator.server import Simulator
+    from pipelines.app.summary import summary
 
     started = time.monotonic()
     today = dt.datetime.now(dt.UTC).date()

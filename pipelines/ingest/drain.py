@@ -23,7 +23,7 @@ from pathlib import Path
 from pipelines.tencent import actions as A
 from pipelines.tencent.client import SmsApiClient, parse_page
 from pipelines.tencent.errors import TencentCloudError, TransportError
-from pipelines.warehouse.spool import INDETERMINATE, Spool
+from pipelines.spool import INDETERMINATE, Spool
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import duckdb
 from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
-from pipelines.warehouse.spool import Spool
+from pipelines.spool import Spool
 
 
 class SmsApiResource(dg.ConfigurableResource):

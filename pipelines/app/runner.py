@@ -11,7 +11,6 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.config import Settings
-from pipelines.errors import RunFailedError
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
@@ -24,6 +23,10 @@ telemetry:
 """
 # The CLI prints its own progress; Dagster's step events stay in the run's logs (the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class RunFailedError(RuntimeError):
+    """A Dagster run failed; the message names the step and its error in one line."""
 
 
 def ensure_dagster_home(root: Path | None = None) -> Path:
@@ -74,7 +77,7 @@ def _failure_line(result: dg.ExecuteInProcessResult) -> str:
 
 
 def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
-    from pipelines.definitions import DRAIN_JOB, build_definitions
+    from assets.definitions import DRAIN_JOB, build_definitions
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
@@ -87,7 +90,7 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
 
 def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
     """Materialize the daily partitions [first, last] in a single run (a single-run backfill)."""
-    from pipelines.definitions import DAILY_JOB, build_definitions
+    from assets.definitions import DAILY_JOB, build_definitions
 
     if last < first:
         raise ValueError(f"end {last} is before start {first}")

@@ -22,9 +22,9 @@ from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sendi
 from assets.marts import mart_assets
 from assets.staging import staging_assets
 from pipelines.config import Settings
-from pipelines.partitions import daily_partitions
-from pipelines.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
-from pipelines.runner import PARTITION_RANGE_END, PARTITION_RANGE_START
+from pipelines.days import daily_partitions
+from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
+from pipelines.app.runner import PARTITION_RANGE_END, PARTITION_RANGE_START
 
 DRAIN_JOB = "drain_queues"
 DAILY_JOB = "daily_partitions"

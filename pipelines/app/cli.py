@@ -16,7 +16,7 @@ import orjson
 from pipelines.config import ConfigError, Settings
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
-from pipelines.errors import RunFailedError
+from pipelines.app.runner import RunFailedError
 from pipelines.warehouse.db import WarehouseBusyError
 
 # Actions whose request carries the application id; `smsledger api` fills it in when omitted.
@@ -56,7 +56,7 @@ def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> d
     """A queue pull hands its records out once: the response goes to the spool before it is
     printed, so the next `smsledger sync` loads it, and it is not retried."""
     from pipelines.tencent.client import parse_response
-    from pipelines.warehouse.spool import INDETERMINATE, Spool
+    from pipelines.spool import INDETERMINATE, Spool
 
     raw = client.pull_queue_raw(action, int(params.get("Limit", A.MAX_LIMIT)))
     spool = Spool(settings.spool_dir)
@@ -70,14 +70,15 @@ def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> d
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
+    from pipelines.app.demo import run_demo
 
     run_demo(messages_per_day=ns.messages_per_day, days=ns.days)
     return 0
 
 
 def _cmd_simulator(ns: argparse.Namespace) -> int:
-    from pipelines.simulator.server import config_from_args, serve
+    from pipelines.simulator.config import config_from_args
+    from pipelines.simulator.server import serve
 
     serve(config_from_args(ns))
     return 0
@@ -91,7 +92,7 @@ def _date(text: str) -> dt.date:
 
 
 def _cmd_sync(ns: argparse.Namespace) -> int:
-    from pipelines.runner import run_days, run_drain
+    from pipelines.app.runner import run_days, run_drain
 
     settings = Settings.from_env()
     if ns.date:
@@ -114,7 +115,7 @@ def _cmd_sync(ns: argparse.Namespace) -> int:
 
 
 def _cmd_backfill(ns: argparse.Namespace) -> int:
-    from pipelines.runner import run_days, run_drain
+    from pipelines.app.runner import run_days, run_drain
 
     settings = Settings.from_env()
     if not ns.skip_drain:
@@ -124,7 +125,7 @@ def _cmd_backfill(ns: argparse.Namespace) -> int:
 
 
 def _cmd_sql(ns: argparse.Namespace) -> int:
-    from pipelines.query import run_query
+    from pipelines.app.query import run_query
 
     settings = Settings.from_env(require_credentials=False)
     sys.stdout.write(run_query(settings.warehouse, ns.query, ns.format))
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.set_defaults(run=_cmd_sql)
 
     sim = sub.add_parser("simulator", help="serve the simulated Tencent Cloud SMS API until stopped")
-    from pipelines.simulator.server import add_arguments
+    from pipelines.simulator.config import add_arguments
 
     add_arguments(sim)
     sim.set_defaults(run=_cmd_simulator)

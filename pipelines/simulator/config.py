@@ -1,0 +1,78 @@
+"""The simulator's configuration: `SimulatorConfig`, from the command line and the environment.
+
+Credentials and the application id come from TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY /
+SMSLEDGER_SDK_APP_ID when set (so a client configured for the simulator needs no other
+settings), else the public demo values of `pipelines.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, ConfigError
+from pipelines.simulator.faults import FaultPlan, FaultSpecError
+
+
+@dataclasses.dataclass
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765  # 0: any free port
+    seed: int = 7
+    days: int = 7
+    messages_per_day: int = 2000
+    faults: str = ""  # grammar in pipelines/simulator/faults.py
+    rate_scale: float = 1.0  # multiplies the documented per-action limits; 0 disables them
+    secret_id: str = DEMO_SECRET_ID
+    secret_key: str = dataclasses.field(default=DEMO_SECRET_KEY, repr=False)
+    sdk_app_id: str = DEMO_SDK_APP_ID
+    out_dir: Path | None = None  # where to write sends.ndjson and conversions.ndjson
+    now: float | None = None  # the simulator clock at start (default: real time); traffic ends here
+    provider_timezone: str = "Asia/Shanghai"  # zone of the statistics' yyyymmddhh hours
+    clock_runs: bool = True  # False: the clock moves only through /_sim/clock (deterministic tests)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> SimulatorConfig:
+        env = os.environ if env is None else env
+        secret_id = env.get("TENCENTCLOUD_SECRET_ID", "").strip()
+        secret_key = env.get("TENCENTCLOUD_SECRET_KEY", "").strip()
+        if bool(secret_id) != bool(secret_key):
+            missing = "TENCENTCLOUD_SECRET_KEY" if secret_id else "TENCENTCLOUD_SECRET_ID"
+            raise ConfigError(f"set {missing} too, or neither (the simulator then uses its demo keys)")
+        fields = {
+            "secret_id": secret_id or DEMO_SECRET_ID,
+            "secret_key": secret_key or DEMO_SECRET_KEY,
+            "sdk_app_id": env.get("SMSLEDGER_SDK_APP_ID", "").strip() or DEMO_SDK_APP_ID,
+            "provider_timezone": env.get("SMSLEDGER_PROVIDER_TIMEZONE", "").strip() or "Asia/Shanghai",
+        }
+        return cls(**{**fields, **overrides})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SimulatorConfig()
+    parser.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host})")
+    parser.add_argument("--port", type=int, default=d.port, help=f"port, 0 for any free one (default {d.port})")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"traffic seed (default {d.seed})")
+    parser.add_argument("--days", type=int, default=d.days, help=f"days of traffic before now (default {d.days})")
+    parser.add_argument("--messages-per-day", type=int, default=d.messages_per_day,
+                        help=f"messages sent per day (default {d.messages_per_day})")
+    parser.add_argument("--faults", default="", metavar="SPEC",
+                        help="faults to inject, e.g. 'PullSmsSendStatus:http500=0.05,truncate=0.03;*:dirty=0.1'")
+    parser.add_argument("--rate-scale", type=float, default=d.rate_scale,
+                        help="multiplier of the documented per-action rate limits; 0 disables them (default 1)")
+    parser.add_argument("--out-dir", type=lambda text: Path(text) if text else None, default=Path("data/simulator"),
+                        help="where to write sends.ndjson and conversions.ndjson; '' for nowhere (default data/simulator)")
+
+
+def config_from_args(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> SimulatorConfig:
+    try:
+        FaultPlan.parse(ns.faults)
+    except FaultSpecError as exc:
+        raise ConfigError(f"--faults: {exc}") from None
+    return SimulatorConfig.from_env(
+        env, host=ns.host, port=ns.port, seed=ns.seed, days=ns.days, messages_per_day=ns.messages_per_day,
+        faults=ns.faults, rate_scale=ns.rate_scale, out_dir=ns.out_dir,
+    )

@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from pipelines.tencent import actions as A
-from pipelines.tencent.client import RetryPolicy, SmsApiClient, parse_page
+from pipelines.tencent.client import RetryPolicy, SmsApiClient
+from pipelines.tencent.envelope import parse_page
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
 from pipelines.tencent.ratelimit import RateLimiter
 

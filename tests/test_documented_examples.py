@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from pipelines.tencent import actions as A
-from pipelines.tencent.client import SmsApiClient, parse_page, parse_response
+from pipelines.tencent.client import SmsApiClient
+from pipelines.tencent.envelope import parse_page, parse_response
 from pipelines.tencent.errors import TencentCloudError
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool

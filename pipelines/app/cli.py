@@ -55,7 +55,7 @@ def _cmd_api(ns: argparse.Namespace) -> int:
 def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> dict:
     """A queue pull hands its records out once: the response goes to the spool before it is
     printed, so the next `smsledger sync` loads it, and it is not retried."""
-    from pipelines.tencent.client import parse_response
+    from pipelines.tencent.envelope import parse_response
     from pipelines.spool import INDETERMINATE, Spool
 
     raw = client.pull_queue_raw(action, int(params.get("Limit", A.MAX_LIMIT)))

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipelines.tencent import actions as A
-from pipelines.tencent.client import SmsApiClient, parse_page
+from pipelines.tencent.client import SmsApiClient
+from pipelines.tencent.envelope import parse_page
 from pipelines.tencent.errors import TencentCloudError, TransportError
 from pipelines.spool import INDETERMINATE, Spool
 

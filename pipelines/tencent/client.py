@@ -30,6 +30,7 @@ import orjson
 
 from pipelines.config import Settings, is_loopback
 from pipelines.tencent import actions as A
+from pipelines.tencent.envelope import Page, parse_page, parse_response
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
 from pipelines.tencent.ratelimit import RateLimiter
 from pipelines.tencent.signing import API_VERSION, CONTENT_TYPE, TC3Auth
@@ -66,39 +67,6 @@ class RawPage:
     @property
     def indeterminate(self) -> bool:
         return self.body is None
-
-
-@dataclasses.dataclass(frozen=True)
-class Page:
-    """A parsed pull response."""
-
-    action: str
-    request_id: str
-    records: list[dict[str, Any]]
-
-
-def parse_response(action: str, body: bytes) -> dict[str, Any]:
-    """The `Response` object of a body, or TencentCloudError for `Response.Error`.
-    A body that is not the documented envelope is a TransportError (nothing usable arrived)."""
-    try:
-        document = orjson.loads(body)
-        response = document["Response"]
-        if not isinstance(response, dict):
-            raise TypeError("Response is not an object")
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise TransportError(action, f"response is not the API's JSON envelope ({exc.__class__.__name__}: {exc})") from None
-    error = response.get("Error")
-    if error:
-        raise TencentCloudError(action, str(error.get("Code", "")), str(error.get("Message", "")), response.get("RequestId"))
-    return response
-
-
-def parse_page(action: str, body: bytes) -> Page:
-    response = parse_response(action, body)
-    records = response.get(A.RECORD_SET[action]) or []
-    if not isinstance(records, list):
-        raise TransportError(action, f"{A.RECORD_SET[action]} is not a list")
-    return Page(action, str(response.get("RequestId", "")), records)
 
 
 def provider_hour(moment: dt.datetime, tz: ZoneInfo) -> str:

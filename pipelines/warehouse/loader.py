@@ -21,6 +21,8 @@ import polars as pl
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.tencent import actions as A
+from pipelines.tencent.envelope import read_envelope
+from pipelines.tencent.errors import TransportError
 from pipelines.warehouse.db import transaction
 from pipelines.spool import INDETERMINATE, Spool, SpoolFile
 
@@ -186,24 +188,17 @@ def _parse_file(spooled: SpoolFile) -> _Parsed:
         parsed.quarantine.append(_q(spooled, reason, data.decode("utf-8", "replace"), -1))
         return parsed
 
-    try:
-        response = orjson.loads(data)["Response"]
-        if not isinstance(response, dict):
-            raise TypeError("Response is not an object")
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        return unparseable(f"response is not the API's JSON envelope: {exc.__class__.__name__}: {exc}")
-    ledger["request_id"] = response.get("RequestId")
-    error = response.get("Error")
-    if error:
-        if not isinstance(error, dict):
-            return unparseable("Response.Error is not an object")
-        ledger.update(outcome="error", error_code=str(error.get("Code")), error_message=str(error.get("Message")))
-        return parsed
     if spooled.action not in _RECORD_KINDS:
         return unparseable(f"no loader for action {spooled.action}")
-    records = response.get(A.RECORD_SET[spooled.action]) or []
-    if not isinstance(records, list):
-        return unparseable(f"{A.RECORD_SET[spooled.action]} is not a list")
+    try:
+        envelope = read_envelope(spooled.action, data)
+        ledger["request_id"] = envelope.request_id
+        if envelope.error_code is not None:
+            ledger.update(outcome="error", error_code=envelope.error_code, error_message=envelope.error_message)
+            return parsed
+        records = envelope.records()
+    except TransportError as exc:
+        return unparseable(exc.cause)
     ledger["records"] = len(records)
     parsed.table = _RECORD_KINDS[spooled.action]
     parsed.records = records

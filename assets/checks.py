@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL
-from pipelines.days import day_range
+from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
 
 ONE_ROW_PER_SERIAL_NO = "one_row_per_serial_no"
@@ -119,8 +119,8 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                     "coverage_threshold of its submitted messages (days without a sends log are skipped).")
         def receipt_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                              metrics: MetricsConfig) -> dg.AssetCheckResult:
-            days = day_range(context, metrics.timezone)
-            settled_before = _today(metrics.timezone) - dt.timedelta(days=metrics.lookback_days)
+            days = days_of(context, partitions)
+            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
             with warehouse.connect() as con:
                 rows = con.execute(_DAILY_COVERAGE, {"first_day": days.first, "last_day": days.last}).fetchall()
             settled = [(day, int(submitted), int(receipted)) for day, submitted, receipted in rows
@@ -159,7 +159,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                     "submitted on days without a sends log.")
         def matches_provider_statistics(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                         metrics: MetricsConfig) -> dg.AssetCheckResult:
-            days = day_range(context, metrics.timezone)
+            days = days_of(context, partitions)
             with warehouse.connect() as con:
                 rows = con.execute(_RECONCILIATION, {"first_day": days.first, "last_day": days.last}).fetchall()
             differences, skipped, checked = [], [], 0
@@ -177,7 +177,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
             # Receipts keep arriving for days (and the queues are drained on their own schedule),
             # so inside the lookback window a difference may only be in flight: it warns there, and
             # is an error once the day is settled.
-            settled_before = _today(metrics.timezone) - dt.timedelta(days=metrics.lookback_days)
+            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
             settled = any(dt.date.fromisoformat(d["day"]) < settled_before for d in differences)
             description = None
             if differences:

@@ -1,13 +1,14 @@
 """The code location: one `Definitions` with the asset graph, resources, jobs and schedules.
 
 Loaded by `dagster dev` from the repository root (`[tool.dagster]` in pyproject.toml) and by the
-`smsledger` CLI. Partitions and schedules follow SMSLEDGER_TIMEZONE / SMSLEDGER_START_DATE;
-secrets reach the resources only through `dg.EnvVar` when a run starts.
+`smsledger` CLI, each from one `Settings`. Partitions and schedules follow SMSLEDGER_TIMEZONE /
+SMSLEDGER_START_DATE. Secrets reach the resources only through `dg.EnvVar` when a run starts, so
+they are never part of a definition, a run's config or the instance's storage; the one exception
+is the simulator's public demo key pair.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import dagster as dg
@@ -30,13 +31,10 @@ DRAIN_JOB = "drain_queues"
 DAILY_JOB = "daily_partitions"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
-
-
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date, settings.timezone)
-    daily = [*daily_assets(partitions), *staging_assets(partitions), *mart_assets(partitions)]
+    daily = [*daily_assets(partitions), *staging_assets(partitions),
+             *mart_assets(partitions, reply_window_days=settings.reply_window_days)]
     drain_assets = [queue_pages, raw_queue_records, sending_app_records, signs_and_templates]
 
     drain_job = dg.define_asset_job(
@@ -49,11 +47,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
     drain_schedule = dg.ScheduleDefinition(
-        name="drain_every_10_minutes", job=drain_job, cron_schedule=_env("SMSLEDGER_DRAIN_CRON", "*/10 * * * *"),
+        name="drain_every_10_minutes", job=drain_job, cron_schedule=settings.drain_cron,
         execution_timezone=settings.timezone, default_status=dg.DefaultScheduleStatus.STOPPED,
     )
 
-    @dg.schedule(name="daily_with_lookback", job=daily_job, cron_schedule=_env("SMSLEDGER_DAILY_CRON", "30 0 * * *"),
+    @dg.schedule(name="daily_with_lookback", job=daily_job, cron_schedule=settings.daily_cron,
                  execution_timezone=settings.timezone, default_status=dg.DefaultScheduleStatus.STOPPED)
     def daily_schedule(context: dg.ScheduleEvaluationContext):
         """Yesterday and the days before it again, in one run (one range, so the marts of a day are
@@ -74,20 +72,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[drain_job, daily_job],
         schedules=[drain_schedule, daily_schedule],
         resources={
-            "sms_api": SmsApiResource(
-                endpoint=settings.endpoint,
-                secret_id=dg.EnvVar("TENCENTCLOUD_SECRET_ID"),
-                secret_key=dg.EnvVar("TENCENTCLOUD_SECRET_KEY"),
-                session_token=os.environ.get("TENCENTCLOUD_SESSION_TOKEN") and dg.EnvVar("TENCENTCLOUD_SESSION_TOKEN"),
-                sdk_app_id=settings.sdk_app_id,
-                region=settings.region,
-                provider_timezone=settings.provider_timezone,
-                rate_limit_scale=float(_env("SMSLEDGER_RATE_LIMIT_SCALE", "1")),
-            ),
+            "sms_api": SmsApiResource.from_settings(settings),
             "warehouse": WarehouseResource(path=str(settings.warehouse), spool_dir=str(settings.spool_dir)),
             "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path),
-            "metrics": MetricsConfig(timezone=settings.timezone, lookback_days=settings.lookback_days,
-                                     conversion_window_days=settings.conversion_window_days),
+            "metrics": MetricsConfig.from_settings(settings),
         },
     )
 

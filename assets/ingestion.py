@@ -11,7 +11,7 @@ import dagster as dg
 from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
 from pipelines.ingest.drain import drain_queue
 from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
-from pipelines.days import day_range
+from pipelines.days import days_of
 from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
 from pipelines.ingest.statistics import fetch_statistics, store_statistics
 from pipelines.tencent import actions as A
@@ -40,7 +40,6 @@ def provider_errors():
 
 class DrainConfig(dg.Config):
     time_budget_seconds: float = 300.0
-    workers: int = 4
 
 
 @dg.asset(
@@ -62,7 +61,7 @@ def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api:
             # Each queue on its own: replies not enabled for the application must not stop receipts.
             try:
                 report = drain_queue(client, spool, action, time_budget_seconds=config.time_budget_seconds,
-                                     workers=config.workers)
+                                     workers=sms_api.workers)
             except TencentCloudError as exc:
                 context.log.error(str(exc))
                 failures.append(str(exc))
@@ -177,7 +176,7 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
                           metrics: MetricsConfig) -> dg.MaterializeResult:
         """SendStatusStatistics and CallbackStatusStatistics for every provider hour that covers the
         partition's days, one row per hour (a re-pull replaces the hour)."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with provider_errors(), sms_api.client() as client:
             frame = fetch_statistics(client, days)
         with warehouse.connect() as con:
@@ -195,7 +194,7 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         """Receipts and replies of the partition's sends-log messages that have no receipt yet,
         fetched by phone number (only those numbers) within the provider's 7-day retention, then
         loaded like queue responses. Older messages are counted as beyond retention."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         spool = warehouse.spool()
         with warehouse.connect() as con:
             plan = plan_gap_fill(con, days, reply_window_hours=metrics.reply_window_hours)

@@ -5,19 +5,21 @@
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL
-from pipelines.days import day_range
+from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.marts import rebuild
 
 
-def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: int = 3):
+def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: int = 3):
+    """The marts of `partitions`; a day's replies are attributed to messages of the
+    `reply_window_days` days before it."""
     @dg.asset(key=["marts", "message_status"], deps=[["staging", "messages"]], partitions_def=partitions,
               group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL, backfill_policy=dg.BackfillPolicy.single_run())
     def message_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        metrics: MetricsConfig) -> dg.MaterializeResult:
         """One row per SerialNo: the send (sends log), the final receipt (latest by receive time),
         latency, and the first conversion within the attribution window."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.message_status", days, attribution_days=metrics.conversion_window_days)
             submitted, delivered_logged, delivered, failed, pending, converted = con.execute(
@@ -37,7 +39,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
         deps=[
             ["staging", "replies"],
             dg.AssetDep(["marts", "message_status"],
-                        partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-reply_lookback_days, end_offset=0)),
+                        partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-reply_window_days, end_offset=0)),
         ],
         partitions_def=partitions, group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -46,7 +48,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
                 metrics: MetricsConfig) -> dg.MaterializeResult:
         """One row per reply, attributed to the latest message delivered to the same number (same
         signature when known) in the 72 hours before it; opt-outs flagged."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.replies", days, attribution_hours=metrics.reply_window_hours,
                            opt_out_words=[w.lower() for w in metrics.opt_out_words])
@@ -66,7 +68,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
         delivered, failed, pending, delivery_rate, delivered_of_receipts, receipt_coverage, latency
         percentiles of delivered messages and fee. Groups of messages known only by their receipts
         (no sends log) leave submitted, pending, delivery_rate and receipt_coverage null."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.delivery_daily", days)
             submitted, receipts, delivered, failed, pending, delivered_logged, fee = con.execute(
@@ -102,7 +104,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
         attribution window), conversion_rate, median time to convert, replies attributed to the
         group's messages, reply_rate and opt-outs. A reply counts under the day of the message it
         answers; replies arriving after a day was built appear when the lookback window rebuilds it."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.conversion_daily", days)
             delivered, conversions, replies_, opt_outs = con.execute(
@@ -123,7 +125,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
     def failure_reasons_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                               metrics: MetricsConfig) -> dg.MaterializeResult:
         """Failed messages per send day, country and failure description (the final receipt's)."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.failure_reasons_daily", days)
             failed, reasons, top = con.execute(
@@ -140,9 +142,9 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
                                    metrics: MetricsConfig) -> dg.MaterializeResult:
         """The provider's SendStatusStatistics and CallbackStatusStatistics, one row per UTC hour
         that starts in the partition's days, with every counter of both actions."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
-            hours = rebuild(con, "marts.provider_statistics_hourly", days, timezone=metrics.timezone)
+            hours = rebuild(con, "marts.provider_statistics_hourly", days, timezone=partitions.timezone)
             requested, callbacks, succeeded, failed = con.execute(
                 "select sum(request_success_count), sum(callback_count), sum(callback_success_count), "
                 "sum(callback_fail_count) from marts.provider_statistics_hourly where hour >= $start and hour < $end",
@@ -164,7 +166,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, reply_lookback_days: i
         RequestSuccessCount, receipts vs CallbackCount, delivered vs CallbackSuccessCount, failed vs
         CallbackFailCount, the differences (ours - provider), and provider_delivery_rate, the
         app-level delivery rate that stands in when there is no sends log."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.reconciliation_daily", days)
             totals = con.execute(

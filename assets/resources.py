@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from pipelines.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
@@ -34,7 +35,23 @@ class SmsApiResource(dg.ConfigurableResource):
     # Multiplies the documented per-action limits: for an account whose limits Tencent raised,
     # or a simulator started with the same --rate-scale.
     rate_limit_scale: float = 1.0
-    workers: int = 4
+    workers: int = 4  # concurrent requests of a drain, gap filling or the statistics
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmsApiResource:
+        """Keys from the environment through `dg.EnvVar` (read when a run starts); only the
+        simulator's public demo keys, used when none are set for a loopback endpoint, are given
+        as values."""
+        if settings.demo_credentials:
+            secret_id, secret_key, session_token = DEMO_SECRET_ID, DEMO_SECRET_KEY, None
+        else:
+            secret_id, secret_key = dg.EnvVar("TENCENTCLOUD_SECRET_ID"), dg.EnvVar("TENCENTCLOUD_SECRET_KEY")
+            session_token = dg.EnvVar("TENCENTCLOUD_SESSION_TOKEN") if settings.session_token else None
+        return cls(
+            endpoint=settings.endpoint, secret_id=secret_id, secret_key=secret_key, session_token=session_token,
+            sdk_app_id=settings.sdk_app_id, region=settings.region, provider_timezone=settings.provider_timezone,
+            rate_limit_scale=settings.rate_limit_scale,
+        )
 
     @contextlib.contextmanager
     def client(self) -> Iterator[SmsApiClient]:
@@ -82,12 +99,17 @@ class SourcesResource(dg.ConfigurableResource):
 
 
 class MetricsConfig(dg.ConfigurableResource):
-    """Attribution windows and thresholds of the marts and checks."""
+    """Attribution windows and thresholds of the marts and checks. The windows come from
+    `Settings`; the rest are knobs of the checks, settable in the UI's launchpad."""
 
-    timezone: str = "UTC"
     conversion_window_days: int = 7
     reply_window_hours: int = 72
+    lookback_days: int = 3
     opt_out_words: list[str] = ["td", "t", "退订", "stop", "unsubscribe"]
     coverage_threshold: float = 0.95
     reconciliation_tolerance: float = 0.0
-    lookback_days: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsConfig:
+        return cls(conversion_window_days=settings.conversion_window_days,
+                   reply_window_hours=settings.reply_window_hours, lookback_days=settings.lookback_days)

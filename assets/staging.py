@@ -8,7 +8,7 @@ import dataclasses
 import dagster as dg
 
 from assets.ingestion import WAREHOUSE_POOL, raw_queue_records
-from pipelines.days import day_range
+from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.staging import build_messages, build_replies
 
@@ -22,7 +22,7 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
                          metrics: MetricsConfig) -> dg.MaterializeResult:
         """staging.sends, staging.receipts and staging.conversions of the messages of the day: sent
         that day per the sends log, or, missing from the log, first receipted that day."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             report = build_messages(con, days)
         return dg.MaterializeResult(metadata=dataclasses.asdict(report))
@@ -33,7 +33,7 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
     def staging_replies(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                         metrics: MetricsConfig) -> dg.MaterializeResult:
         """staging.replies: distinct replies of the day, normalized."""
-        days = day_range(context, metrics.timezone)
+        days = days_of(context, partitions)
         with warehouse.connect() as con:
             report = build_replies(con, days)
         return dg.MaterializeResult(metadata={"replies": report.replies, "flagged_times": report.flagged_times})

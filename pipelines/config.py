@@ -1,5 +1,6 @@
-"""Settings from the environment: the variables of DESIGN.md, read once where a resource or CLI
-command is built (never at import time).
+"""Settings: every variable smsledger reads, in one object, read once from the environment where a
+command or the code location starts (never at import time of a library module), then passed down.
+Nothing writes settings back into the environment.
 
 Secrets are held here only long enough to build a client; `Settings.__repr__` hides them so a
 settings object can be logged or put in an exception without leaking them.
@@ -22,11 +23,19 @@ DEMO_SECRET_KEY = "smsledgerDEMOsecretKEY000000000000"
 DEMO_SDK_APP_ID = "1400000000"
 
 DEFAULT_ENDPOINT = "https://sms.tencentcloudapi.com"
+DEFAULT_DRAIN_CRON = "*/10 * * * *"
+DEFAULT_DAILY_CRON = "30 0 * * *"
 
 
 def is_loopback(endpoint: str) -> bool:
     host = urllib.parse.urlsplit(endpoint).hostname or ""
     return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _is_cron(text: str) -> bool:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    return is_valid_cron_string(text)
 
 
 class ConfigError(ValueError):
@@ -57,6 +66,14 @@ class Settings:
     start_date: dt.date = dt.date(2026, 1, 1)
     lookback_days: int = 3
     conversion_window_days: int = 7
+    # Replies are attributed to a message delivered to the same number this many hours before.
+    reply_window_hours: int = 72
+    rate_limit_scale: float = 1.0
+    drain_cron: str = DEFAULT_DRAIN_CRON
+    daily_cron: str = DEFAULT_DAILY_CRON
+    # True when no key pair was set and the endpoint is a loopback simulator: the public demo keys.
+    demo_credentials: bool = False
+    dagster_home: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> Settings:
@@ -71,7 +88,8 @@ class Settings:
             raise ConfigError(f"SMSLEDGER_ENDPOINT={endpoint!r} must start with http:// or https://")
         secret_id = get("TENCENTCLOUD_SECRET_ID")
         secret_key = get("TENCENTCLOUD_SECRET_KEY")
-        if not (secret_id or secret_key) and is_loopback(endpoint):
+        demo_credentials = not (secret_id or secret_key) and is_loopback(endpoint)
+        if demo_credentials:
             # A local simulator without keys of its own answers to the demo keys.
             secret_id, secret_key = DEMO_SECRET_ID, DEMO_SECRET_KEY
         if require_credentials and not (secret_id and secret_key):
@@ -92,6 +110,19 @@ class Settings:
             if not value.isdigit():
                 raise ConfigError(f"{name}={value!r} must be a whole number of days")
             days[name] = int(value)
+        scale = get("SMSLEDGER_RATE_LIMIT_SCALE", "1")
+        try:
+            rate_limit_scale = float(scale)
+        except ValueError:
+            rate_limit_scale = -1.0
+        if not rate_limit_scale > 0:
+            raise ConfigError(f"SMSLEDGER_RATE_LIMIT_SCALE={scale!r} must be a number above 0 (1: the documented limits)")
+        crons = {name: get(name, default) for name, default in
+                 (("SMSLEDGER_DRAIN_CRON", DEFAULT_DRAIN_CRON), ("SMSLEDGER_DAILY_CRON", DEFAULT_DAILY_CRON))}
+        for name, cron in crons.items():
+            if not _is_cron(cron):
+                raise ConfigError(f"{name}={cron!r} is not a cron schedule (e.g. '30 0 * * *')")
+        dagster_home = get("DAGSTER_HOME")
         return cls(
             secret_id=secret_id or "",
             secret_key=secret_key or "",
@@ -108,6 +139,11 @@ class Settings:
             start_date=start_date,
             lookback_days=days["SMSLEDGER_LOOKBACK_DAYS"],
             conversion_window_days=days["SMSLEDGER_CONVERSION_WINDOW_DAYS"],
+            rate_limit_scale=rate_limit_scale,
+            drain_cron=crons["SMSLEDGER_DRAIN_CRON"],
+            daily_cron=crons["SMSLEDGER_DAILY_CRON"],
+            demo_credentials=demo_credentials,
+            dagster_home=Path(dagster_home) if dagster_home else None,
         )
 
     @property
@@ -115,6 +151,11 @@ class Settings:
         """Days before yesterday that the daily run builds again: the receipt lookback, and the
         conversion window, since a conversion reported days later still counts for its message."""
         return max(self.lookback_days, self.conversion_window_days)
+
+    @property
+    def reply_window_days(self) -> int:
+        """Whole days a reply may reach back to the message it answers."""
+        return -(-self.reply_window_hours // 24)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

@@ -61,7 +61,7 @@ def run(warehouse, *, partition_key=None, tags=None, **metrics):
         tags=tags,
         resources={
             "warehouse": WarehouseResource(path=str(warehouse), spool_dir=str(warehouse.parent / "spool")),
-            "metrics": MetricsConfig(timezone="UTC", coverage_threshold=0.9, lookback_days=3, **metrics),
+            "metrics": MetricsConfig(coverage_threshold=0.9, lookback_days=3, **metrics),
         },
     )
     assert result.success

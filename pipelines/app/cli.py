@@ -72,7 +72,7 @@ def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> d
 def _cmd_demo(ns: argparse.Namespace) -> int:
     from pipelines.app.demo import run_demo
 
-    run_demo(messages_per_day=ns.messages_per_day, days=ns.days)
+    run_demo(Settings.from_env(require_credentials=False), messages_per_day=ns.messages_per_day, days=ns.days)
     return 0
 
 

@@ -11,8 +11,8 @@ same warehouse; a demo warehouse made on an earlier day holds another week and i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -25,7 +25,20 @@ DEMO_SEED = 20261126
 DEMO_MESSAGES_PER_DAY = 20_000
 
 
+def demo_settings(base: Settings, endpoint: str, demo_dir: Path, first_day: dt.date) -> Settings:
+    """The user's settings pointed at the simulator and the demo's own folder: its public keys,
+    its application, its files; the partition zone and the instance stay the user's."""
+    sim_files = demo_dir / "simulator"
+    return dataclasses.replace(
+        base, endpoint=endpoint, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, session_token=None,
+        demo_credentials=True, sdk_app_id=DEMO_SDK_APP_ID, warehouse=demo_dir / "warehouse.duckdb",
+        spool_dir=demo_dir / "spool", sends_path=str(sim_files / "sends.ndjson"),
+        conversions_path=str(sim_files / "conversions.ndjson"), start_date=first_day, rate_limit_scale=1.0,
+    )
+
+
 def run_demo(
+    base: Settings,
     data_dir: Path = Path("data"),
     *,
     messages_per_day: int = DEMO_MESSAGES_PER_DAY,
@@ -59,19 +72,7 @@ def run_demo(
                              secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, sdk_app_id=DEMO_SDK_APP_ID)
     with Simulator(config) as sim:
         log(f"simulator on {sim.url} ({time.monotonic() - started:.1f}s)")
-        os.environ.update({
-            "SMSLEDGER_ENDPOINT": sim.url,
-            "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID,
-            "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY,
-            "SMSLEDGER_SDK_APP_ID": DEMO_SDK_APP_ID,
-            "SMSLEDGER_WAREHOUSE": str(warehouse),
-            "SMSLEDGER_SPOOL_DIR": str(demo_dir / "spool"),
-            "SMSLEDGER_SENDS_PATH": str(sim_files / "sends.ndjson"),
-            "SMSLEDGER_CONVERSIONS_PATH": str(sim_files / "conversions.ndjson"),
-            "SMSLEDGER_START_DATE": first_day.isoformat(),
-        })
-        os.environ.pop("TENCENTCLOUD_SESSION_TOKEN", None)
-        settings = Settings.from_env()
+        settings = demo_settings(base, sim.url, demo_dir, first_day)
         log("draining the queues into the spool and loading raw tables (Dagster job drain_queues) ...")
         run_drain(settings, log=log)
         log(f"materializing {first_day}..{last_day} (Dagster job daily_partitions, one run) ...")

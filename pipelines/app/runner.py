@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,41 +28,34 @@ class RunFailedError(RuntimeError):
     """A Dagster run failed; the message names the step and its error in one line."""
 
 
-def ensure_dagster_home(root: Path | None = None) -> Path:
-    """DAGSTER_HOME as the README explains: the folder holding dagster.yaml (the repository
-    root). Outside a checkout, a folder under data/ with a copy of the packaged defaults."""
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
+def dagster_home(settings: Settings, root: Path | None = None) -> Path:
+    """The instance folder as the README explains: DAGSTER_HOME, else the folder holding
+    dagster.yaml (the repository root); outside a checkout, a folder under data/ with a copy of
+    the packaged defaults."""
+    if settings.dagster_home is not None:
+        return settings.dagster_home
     root = root or Path.cwd()
     home = root if (root / "dagster.yaml").is_file() else root / "data" / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         # Outside a checkout: storage under this folder, and the warehouse pool of one writer.
         (home / "dagster.yaml").write_text(INSTANCE_DEFAULTS)
-    os.environ["DAGSTER_HOME"] = str(home.resolve())
     return home
 
 
-def _export_credentials(settings: Settings) -> None:
-    """The resources read the key pair through `dg.EnvVar`; when the settings fell back to the
-    simulator's demo keys (a loopback endpoint without keys), hand those on the same way."""
-    os.environ.setdefault("TENCENTCLOUD_SECRET_ID", settings.secret_id)
-    os.environ.setdefault("TENCENTCLOUD_SECRET_KEY", settings.secret_key)
+def instance(settings: Settings) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(dagster_home(settings).resolve()))
 
 
-def _execute(job: dg.JobDefinition, name: str, **kwargs) -> dg.ExecuteInProcessResult:
+def _execute(settings: Settings, job: dg.JobDefinition, name: str, **kwargs) -> dg.ExecuteInProcessResult:
     try:
-        result = job.execute_in_process(instance=instance(), raise_on_error=False, **kwargs)
+        with instance(settings) as dagster_instance:
+            result = job.execute_in_process(instance=dagster_instance, raise_on_error=False, **kwargs)
     except dg.DagsterError as exc:
         raise RunFailedError(f"{name}: {' '.join(str(exc).split())[:500]}") from None
     if not result.success:
         raise RunFailedError(f"{name}: {_failure_line(result)}")
     return result
-
-
-def instance() -> dg.DagsterInstance:
-    ensure_dagster_home()
-    return dg.DagsterInstance.get()
 
 
 def _failure_line(result: dg.ExecuteInProcessResult) -> str:
@@ -82,8 +74,7 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
     run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
-    _export_credentials(settings)
-    result = _execute(job, DRAIN_JOB, run_config=run_config)
+    result = _execute(settings, job, DRAIN_JOB, run_config=run_config)
     log(f"drained queues and loaded raw tables (run {result.run_id[:8]})")
     return result
 
@@ -99,7 +90,6 @@ def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
     tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
-    _export_credentials(settings)
-    result = _execute(job, f"{DAILY_JOB} {first}..{last}", tags=tags, run_config=QUIET)
+    result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", tags=tags, run_config=QUIET)
     log(f"materialized {first}..{last} (run {result.run_id[:8]})")
     return result

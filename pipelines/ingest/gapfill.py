@@ -85,13 +85,11 @@ def plan_gap_fill(con: duckdb.DuckDBPyConnection, days: DayRange, *, now: float 
     report = GapFillReport()
     now = time.time() if now is None else now
     oldest = int(now) - A.BY_NUMBER_RETENTION_SECONDS + RETENTION_MARGIN_SECONDS
-    p = days.params()
-    bounds = {"start_s": p["start_s"], "end_s": p["end_s"]}
-    missing = con.execute(sql_text("gapfill/sends_missing_receipts"), bounds).pl()
+    missing = con.execute(sql_text("gapfill/sends_missing_receipts"), days.seconds()).pl()
     receipts, report.beyond_retention, report.invalid_numbers = _windows(missing, days, oldest)
     report.missing_messages = missing.height
     report.numbers_asked = receipts.height
-    lost = con.execute(sql_text("gapfill/numbers_for_lost_replies"), {**bounds, "window_hours": reply_window_hours}).pl()
+    lost = con.execute(sql_text("gapfill/numbers_for_lost_replies"), {**days.seconds(), "window_hours": reply_window_hours}).pl()
     replies, _, _ = _windows(lost, days, oldest)
     report.reply_numbers_asked = replies.height
     return GapFillPlan({A.PULL_SEND_STATUS_BY_NUMBER: receipts, A.PULL_REPLY_STATUS_BY_NUMBER: replies}, report)

@@ -37,10 +37,10 @@ def rebuild(con: duckdb.DuckDBPyConnection, table: str, days: DayRange, **params
     bounds ($first_day/$last_day, or $start/$end for an hourly mart) and `params`."""
     mart = MARTS[table]
     if mart.hourly:
-        bounds: dict[str, object] = {"start": days.start, "end": days.end}
+        bounds: dict[str, object] = days.instants()
         where = f"{mart.column} >= $start and {mart.column} < $end"
     else:
-        bounds = {"first_day": days.first, "last_day": days.last}
+        bounds = days.dates()
         where = f"{mart.column} between $first_day and $last_day"
     with transaction(con):
         con.execute(f"delete from {table} where {where}", bounds)

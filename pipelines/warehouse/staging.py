@@ -52,10 +52,9 @@ def _phones(frame: pl.DataFrame) -> pl.DataFrame:
 def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
     """Rewrite staging.sends, staging.receipts and staging.conversions for the days."""
     report = StagingReport()
-    p = days.params()
     tz = days.tz
 
-    sends = con.execute(sql_text("staging/sends_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
+    sends = con.execute(sql_text("staging/sends_for_days"), days.seconds()).pl()
     sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
     report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
     sends = (
@@ -77,7 +76,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
     receipts = receipts.join(day_serials, on="serial_no", how="left")
 
-    orphans = con.execute(sql_text("staging/orphan_receipts"), {k: p[k] for k in ("start", "end", "start_s", "end_s")}).pl()
+    orphans = con.execute(sql_text("staging/orphan_receipts"), {**days.instants(), **days.seconds()}).pl()
     orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")
     first = (
         orphans.with_columns(_placed=pl.coalesce("_t", "pulled_at"))
@@ -130,8 +129,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
 def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, days: DayRange, frame: pl.DataFrame) -> None:
     """Delete the days' rows of `table` and insert `frame`, by column name (inside the caller's
     transaction)."""
-    con.execute(f"delete from {table} where {date_column} between $first_day and $last_day",
-                {"first_day": days.first, "last_day": days.last})
+    con.execute(f"delete from {table} where {date_column} between $first_day and $last_day", days.dates())
     con.register("_slice", frame)
     try:
         columns = ", ".join(frame.columns)
@@ -143,8 +141,7 @@ def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, 
 def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
     """Rewrite staging.replies for the days (a reply belongs to the day it was sent)."""
     report = StagingReport()
-    p = days.params()
-    replies = con.execute(sql_text("staging/replies_for_days"), {k: p[k] for k in ("start_s", "end_s")}).pl()
+    replies = con.execute(sql_text("staging/replies_for_days"), days.seconds()).pl()
     replies = unix_seconds_to_utc(replies, "reply_time", out="reply_at", flag="reply_time_flag")
     replies = (
         replies.filter(pl.col("reply_at").is_not_null())

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from assets.ingestion import WAREHOUSE_POOL
+from assets.options import WAREHOUSE_POOL
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
 

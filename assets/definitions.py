@@ -18,14 +18,14 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from assets.checks import build_checks
-from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates
-from assets.marts import mart_assets
-from assets.staging import staging_assets
-from pipelines.config import Settings
-from pipelines.days import daily_partitions
-from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
-from pipelines.app.runner import PARTITION_RANGE_END, PARTITION_RANGE_START
+from assets.checks import build_checks  # noqa: E402
+from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates  # noqa: E402
+from assets.marts import mart_assets  # noqa: E402
+from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START  # noqa: E402
+from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource  # noqa: E402
+from assets.staging import staging_assets  # noqa: E402
+from pipelines.config import Settings  # noqa: E402
+from pipelines.days import daily_partitions  # noqa: E402
 
 DRAIN_JOB = "drain_queues"
 DAILY_JOB = "daily_partitions"

@@ -8,6 +8,8 @@ import dataclasses
 
 import dagster as dg
 
+from assets import options
+from assets.options import TRANSIENT_RETRY, WAREHOUSE_POOL
 from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
 from pipelines.ingest.drain import drain_queue
 from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
@@ -18,12 +20,6 @@ from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sending_app import load_source_files
-
-# Every step that writes the DuckDB file runs in this pool, whose limit is 1 (dagster.yaml):
-# DuckDB allows one writing process per file.
-WAREHOUSE_POOL = "duckdb_warehouse"
-
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 @contextlib.contextmanager
@@ -169,9 +165,7 @@ def signs_and_templates(context: dg.AssetExecutionContext, sms_api: SmsApiResour
 def daily_assets(partitions: dg.DailyPartitionsDefinition):
     """The daily-partitioned ingestion assets (built per partitions definition)."""
 
-    @dg.asset(key=["raw", "statistics_hourly"], partitions_def=partitions, group_name="ingestion",
-              kinds={"duckdb"}, pool=WAREHOUSE_POOL, retry_policy=TRANSIENT_RETRY,
-              backfill_policy=dg.BackfillPolicy.single_run())
+    @dg.asset(key=["raw", "statistics_hourly"], retry_policy=TRANSIENT_RETRY, **options.daily(partitions, "ingestion"))
     def statistics_hourly(context: dg.AssetExecutionContext, sms_api: SmsApiResource, warehouse: WarehouseResource,
                           metrics: MetricsConfig) -> dg.MaterializeResult:
         """SendStatusStatistics and CallbackStatusStatistics for every provider hour that covers the
@@ -186,9 +180,8 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
             "provider_callback_count": report.callback_count,
         })
 
-    @dg.asset(key=["raw", "gap_fill"], deps=[raw_queue_records, ["raw", "sends"]], partitions_def=partitions,
-              group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL, retry_policy=TRANSIENT_RETRY,
-              backfill_policy=dg.BackfillPolicy.single_run())
+    @dg.asset(key=["raw", "gap_fill"], deps=[raw_queue_records, ["raw", "sends"]], retry_policy=TRANSIENT_RETRY,
+              **options.daily(partitions, "ingestion"))
     def gap_fill(context: dg.AssetExecutionContext, sms_api: SmsApiResource, warehouse: WarehouseResource,
                  metrics: MetricsConfig) -> dg.MaterializeResult:
         """Receipts and replies of the partition's sends-log messages that have no receipt yet,

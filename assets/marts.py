@@ -4,7 +4,7 @@
 # functions (context, resources) when they are defined, and rejects postponed (string) ones.
 import dagster as dg
 
-from assets.ingestion import WAREHOUSE_POOL
+from assets import options
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.marts import rebuild
@@ -13,8 +13,9 @@ from pipelines.warehouse.marts import rebuild
 def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: int = 3):
     """The marts of `partitions`; a day's replies are attributed to messages of the
     `reply_window_days` days before it."""
-    @dg.asset(key=["marts", "message_status"], deps=[["staging", "messages"]], partitions_def=partitions,
-              group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL, backfill_policy=dg.BackfillPolicy.single_run())
+    common = options.daily(partitions, "marts")
+
+    @dg.asset(key=["marts", "message_status"], deps=[["staging", "messages"]], **common)
     def message_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        metrics: MetricsConfig) -> dg.MaterializeResult:
         """One row per SerialNo: the send (sends log), the final receipt (latest by receive time),
@@ -41,8 +42,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
             dg.AssetDep(["marts", "message_status"],
                         partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-reply_window_days, end_offset=0)),
         ],
-        partitions_def=partitions, group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **common,
     )
     def replies(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 metrics: MetricsConfig) -> dg.MaterializeResult:
@@ -57,9 +57,6 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
                 "where reply_date between $a and $b", {"a": days.first, "b": days.last},
             ).fetchone()
         return dg.MaterializeResult(metadata={"rows": rows, "attributed": attributed, "opt_outs": opt_outs})
-
-    common = dict(partitions_def=partitions, group_name="marts", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
-                  backfill_policy=dg.BackfillPolicy.single_run())
 
     @dg.asset(key=["marts", "delivery_daily"], deps=[message_status], **common)
     def delivery_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource,

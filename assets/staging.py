@@ -7,7 +7,8 @@ import dataclasses
 
 import dagster as dg
 
-from assets.ingestion import WAREHOUSE_POOL, raw_queue_records
+from assets import options
+from assets.ingestion import raw_queue_records
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.warehouse.staging import build_messages, build_replies
@@ -16,8 +17,7 @@ from pipelines.warehouse.staging import build_messages, build_replies
 def staging_assets(partitions: dg.DailyPartitionsDefinition):
     @dg.asset(key=["staging", "messages"], deps=[raw_queue_records, ["raw", "sends"], ["raw", "conversions"],
                                                  ["raw", "gap_fill"]],
-              partitions_def=partitions, group_name="staging", kinds={"duckdb", "polars"}, pool=WAREHOUSE_POOL,
-              backfill_policy=dg.BackfillPolicy.single_run())
+              **options.daily(partitions, "staging", "polars"))
     def staging_messages(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          metrics: MetricsConfig) -> dg.MaterializeResult:
         """staging.sends, staging.receipts and staging.conversions of the messages of the day: sent
@@ -27,9 +27,8 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
             report = build_messages(con, days)
         return dg.MaterializeResult(metadata=dataclasses.asdict(report))
 
-    @dg.asset(key=["staging", "replies"], deps=[raw_queue_records, ["raw", "gap_fill"]], partitions_def=partitions,
-              group_name="staging", kinds={"duckdb", "polars"}, pool=WAREHOUSE_POOL,
-              backfill_policy=dg.BackfillPolicy.single_run())
+    @dg.asset(key=["staging", "replies"], deps=[raw_queue_records, ["raw", "gap_fill"]],
+              **options.daily(partitions, "staging", "polars"))
     def staging_replies(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                         metrics: MetricsConfig) -> dg.MaterializeResult:
         """staging.replies: distinct replies of the day, normalized."""

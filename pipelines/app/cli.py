@@ -16,15 +16,11 @@ import orjson
 from pipelines.config import ConfigError, Settings
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
-from pipelines.app.runner import RunFailedError
+from pipelines.app.errors import CommandError, RunFailedError
 from pipelines.warehouse.db import WarehouseBusyError
 
 # Actions whose request carries the application id; `smsledger api` fills it in when omitted.
 _APP_ID_ACTIONS = frozenset(A.ALL_ACTIONS) - {A.DESCRIBE_PHONE_NUMBER_INFO, A.DESCRIBE_SIGN_LIST, A.DESCRIBE_TEMPLATE_LIST}
-
-
-class CommandError(Exception):
-    """A failure to report as one line and exit status 1."""
 
 
 def _cmd_api(ns: argparse.Namespace) -> int:
@@ -195,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(ns)
     except (CommandError, ConfigError, TencentCloudError, TransportError, WindowTooOldError, WarehouseBusyError,
-            RunFailedError, ValueError) as exc:
+            ValueError) as exc:
         print(f"smsledger {ns.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

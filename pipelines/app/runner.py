@@ -9,10 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.definitions import DAILY_JOB, DRAIN_JOB, build_definitions
+from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START
+from pipelines.app.errors import RunFailedError
 from pipelines.config import Settings
 
-PARTITION_RANGE_START = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 INSTANCE_DEFAULTS = """\
 concurrency:
   pools:
@@ -22,10 +23,6 @@ telemetry:
 """
 # The CLI prints its own progress; Dagster's step events stay in the run's logs (the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-class RunFailedError(RuntimeError):
-    """A Dagster run failed; the message names the step and its error in one line."""
 
 
 def dagster_home(settings: Settings, root: Path | None = None) -> Path:
@@ -69,8 +66,6 @@ def _failure_line(result: dg.ExecuteInProcessResult) -> str:
 
 
 def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
-    from assets.definitions import DRAIN_JOB, build_definitions
-
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
     run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
@@ -81,8 +76,6 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
 
 def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
     """Materialize the daily partitions [first, last] in a single run (a single-run backfill)."""
-    from assets.definitions import DAILY_JOB, build_definitions
-
     if last < first:
         raise ValueError(f"end {last} is before start {first}")
     if first < settings.start_date:

@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from pipelines.tencent.client import SmsApiClient
-from pipelines.warehouse.db import transaction
+from pipelines.warehouse.db import insert_frame, transaction
 
 SIGN_COLUMNS = {"SignId": "sign_id", "SignName": "sign_name", "International": "international",
                 "StatusCode": "status_code", "ReviewReply": "review_reply", "CreateTime": "create_time"}
@@ -48,9 +48,5 @@ def store_dimensions(con: duckdb.DuckDBPyConnection, signs: list[dict], template
         for table, rows, columns in (("raw.signs", signs, SIGN_COLUMNS), ("raw.templates", templates, TEMPLATE_COLUMNS)):
             if not rows:
                 continue
-            frame = _frame(rows, columns, pulled_at)
-            names = ", ".join(frame.columns)
-            con.register("_dim", frame)
-            con.execute(f"insert or replace into {table} ({names}) select {names} from _dim")
-            con.unregister("_dim")
+            insert_frame(con, table, _frame(rows, columns, pulled_at), or_replace=True)
     return report

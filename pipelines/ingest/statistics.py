@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from pipelines.tencent.client import SmsApiClient, provider_hour
-from pipelines.warehouse.db import transaction
+from pipelines.warehouse.db import insert_frame, transaction
 from pipelines.days import DayRange
 
 SEND_FIELDS = {"FeeCount": "fee_count", "RequestCount": "request_count", "RequestSuccessCount": "request_success_count"}
@@ -84,9 +84,6 @@ def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> Sta
         return report
     report.request_success_count = int(frame["request_success_count"].sum())
     report.callback_count = int(frame["callback_count"].sum())
-    columns = ", ".join(frame.columns)
     with transaction(con):
-        con.register("_hours", frame)
-        con.execute(f"insert or replace into raw.statistics_hourly ({columns}) select {columns} from _hours")
-        con.unregister("_hours")
+        insert_frame(con, "raw.statistics_hourly", frame, or_replace=True)
     return report

@@ -30,7 +30,7 @@ UTC_DATETIME = pl.Datetime("us", "UTC")
 
 # Unit guesses by magnitude: 1e11 seconds is the year 5138 and 1e11 milliseconds is 1973, so
 # the ranges of plausible seconds, milliseconds and microseconds do not overlap.
-_MILLISECONDS_FROM = 1e11
+MILLISECONDS_FROM = 1e11
 _MICROSECONDS_FROM = 1e14
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -83,7 +83,7 @@ def unix_seconds_to_utc(
     scale = (
         pl.when(value >= _MICROSECONDS_FROM)
         .then(1.0)
-        .when(value >= _MILLISECONDS_FROM)
+        .when(value >= MILLISECONDS_FROM)
         .then(1e3)
         .otherwise(1e6)
     )
@@ -103,7 +103,7 @@ def unix_seconds_to_utc(
         .then(pl.lit("before_2000"))
         .when(value >= _MICROSECONDS_FROM)
         .then(pl.lit("microseconds"))
-        .when(value >= _MILLISECONDS_FROM)
+        .when(value >= MILLISECONDS_FROM)
         .then(pl.lit("milliseconds"))
     )
     accepted = present & (reason.is_null() | reason.is_in(["milliseconds", "microseconds"]))

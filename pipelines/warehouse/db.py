@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import polars as pl
+
+from pipelines.normalize.timestamps import MILLISECONDS_FROM
 
 
 class WarehouseBusyError(RuntimeError):
@@ -25,6 +28,11 @@ class WarehouseBusyError(RuntimeError):
 def sql_text(name: str) -> str:
     """The text of sql/NAME.sql."""
     return importlib.resources.files("pipelines.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+@functools.cache
+def _macros() -> str:
+    return sql_text("ddl/macros").replace("{milliseconds_from}", str(int(MILLISECONDS_FROM)))
 
 
 def _is_lock_conflict(exc: Exception) -> bool:
@@ -52,6 +60,7 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     con.execute("set time zone 'UTC'")
+    con.execute(_macros())
     return con
 
 
@@ -70,6 +79,28 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(sql_text("ddl/raw"))
     con.execute(sql_text("ddl/staging"))
     con.execute(sql_text("ddl/marts"))
+
+
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[str]:
+    """`frame` visible to SQL as `name` for the block, and unregistered whatever happens."""
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, *, or_replace: bool = False) -> int:
+    """Insert the rows of `frame` into `table`, matching columns by name (a column order that
+    differs never puts values in the wrong column); `or_replace` replaces rows whose primary key
+    exists. Returns the rows inserted."""
+    if frame.is_empty():
+        return 0
+    names = ", ".join(frame.columns)
+    with registered(con, "_insert_frame", frame):
+        con.execute(f"insert {'or replace ' if or_replace else ''}into {table} ({names}) select {names} from _insert_frame")
+    return frame.height
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.tencent import actions as A
 from pipelines.tencent.envelope import read_envelope
 from pipelines.tencent.errors import TransportError
-from pipelines.warehouse.db import transaction
+from pipelines.warehouse.db import insert_frame, registered, transaction
 from pipelines.spool import INDETERMINATE, Spool, SpoolFile
 
 # API field -> (raw column, polars type) of each record kind, in the API's documented order.
@@ -150,16 +150,13 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
                 report.errors += 1
                 code = row["error_code"] or row["outcome"]
                 report.error_codes[code] = report.error_codes.get(code, 0) + 1
-        if ledger:
-            con.register("_ledger", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))
-            names = ", ".join(_LEDGER_SCHEMA)
-            con.execute(f"insert into raw.batches ({names}) select {names} from _ledger")
-            con.unregister("_ledger")
+        insert_frame(con, "raw.batches", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))
     report.duplicates = report.records - report.new_records - report.quarantined
     spool.remove(list(files))
     return report
 
 
+_QUARANTINE_SCHEMA = {"source": pl.Utf8, "reason": pl.Utf8, "payload": pl.Utf8, "batch_id": pl.Utf8, "record_index": pl.Int32}
 _LEDGER_SCHEMA = {
     "batch_id": pl.Utf8,
     "action": pl.Utf8,
@@ -324,27 +321,18 @@ def _unkeyed(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(
         {"source": frame["action"], "reason": frame["_reason"], "payload": payloads, "batch_id": frame["batch_id"],
          "record_index": frame["record_index"]},
-        schema={"source": pl.Utf8, "reason": pl.Utf8, "payload": pl.Utf8, "batch_id": pl.Utf8, "record_index": pl.Int32},
+        schema=_QUARANTINE_SCHEMA,
     )
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict[str, int]:
     """Insert the records whose key the table does not hold yet (the first of repeated ones);
     returns how many were new per batch."""
-    con.register("_incoming", frame.unique(subset="record_key", keep="first", maintain_order=True))
-    try:
+    with registered(con, "_incoming", frame.unique(subset="record_key", keep="first", maintain_order=True)):
         new = con.execute(f"select i.* from _incoming i anti join {table} t using (record_key)").pl()
-    finally:
-        con.unregister("_incoming")
-    names = ", ".join(new.columns)
-    con.register("_new", new)
-    try:
-        con.execute(f"insert into {table} ({names}) select {names} from _new")
-    finally:
-        con.unregister("_new")
+    insert_frame(con, table, new)
     return dict(new.group_by("batch_id").len().iter_rows())
 
 
 def _insert_quarantine(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, Any]]) -> None:
-    q = pl.DataFrame(list(rows), schema={"source": pl.Utf8, "reason": pl.Utf8, "payload": pl.Utf8, "batch_id": pl.Utf8, "record_index": pl.Int32})  # noqa: F841
-    con.execute("insert into raw.quarantine (source, reason, payload, batch_id, record_index) select source, reason, payload, batch_id, record_index from q")
+    insert_frame(con, "raw.quarantine", pl.DataFrame(list(rows), schema=_QUARANTINE_SCHEMA))

@@ -25,7 +25,7 @@ import duckdb
 import orjson
 import polars as pl
 
-from pipelines.warehouse.db import transaction
+from pipelines.warehouse.db import insert_frame, transaction
 
 Kind = Literal["sends", "conversions"]
 
@@ -195,32 +195,14 @@ def _record_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, ca
 def _replace_file_rows(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result, parsed: _ParsedFile) -> None:
     table = TABLES[kind]
     columns = [column for column, _ in FIELDS[kind].values()]
-    names = ", ".join(columns)
     bad = pl.DataFrame(
         parsed.bad, schema={"record_index": pl.Int32, "reason": pl.String, "payload": pl.String}, orient="row"
-    )
+    ).with_columns(source=pl.lit(kind), batch_id=pl.lit(path))
     with transaction(con):
         con.execute(f"delete from {table} where source_file = ?", [path])
         con.execute("delete from raw.quarantine where source = ? and batch_id = ?", [kind, path])
-        if parsed.good.height:
-            con.register("_source_rows", parsed.good)
-            try:
-                con.execute(
-                    f"insert into {table} ({names}, source_file, source_row) select {names}, ?, source_row from _source_rows",
-                    [path],
-                )
-            finally:
-                con.unregister("_source_rows")
-        if bad.height:
-            con.register("_source_bad", bad)
-            try:
-                con.execute(
-                    "insert into raw.quarantine (source, reason, payload, batch_id, record_index) "
-                    "select ?, reason, payload, ?, record_index from _source_bad",
-                    [kind, path],
-                )
-            finally:
-                con.unregister("_source_bad")
+        insert_frame(con, table, parsed.good.select(*columns, "source_row", source_file=pl.lit(path)))
+        insert_frame(con, "raw.quarantine", bad)
         con.execute(
             "insert into raw.source_files (source_file, kind, size_bytes, mtime_ns, rows, quarantined) "
             "values (?, ?, ?, ?, ?, ?) on conflict (source_file) do update set kind = excluded.kind, "

@@ -16,7 +16,7 @@ import polars as pl
 from pipelines.days import DayRange
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
-from pipelines.warehouse.db import sql_text, transaction
+from pipelines.warehouse.db import insert_frame, registered, sql_text, transaction
 
 
 @dataclasses.dataclass
@@ -72,8 +72,8 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     report.sends = sends.height
 
     day_serials = sends.filter(ok).select("serial_no", "send_date")
-    con.register("_day_serials", day_serials)
-    receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
+    with registered(con, "_day_serials", day_serials):
+        receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
     receipts = receipts.join(day_serials, on="serial_no", how="left")
 
     orphans = con.execute(sql_text("staging/orphan_receipts"), {**days.instants(), **days.seconds()}).pl()
@@ -96,13 +96,11 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     report.flagged_times = receipts.filter(pl.col("receive_time_flag").is_not_null()).height
     report.invalid_numbers = receipts.filter(~pl.col("phone_valid")).height
 
-    con.register("_all_serials", pl.concat([day_serials, first]))
-    conversions = con.execute(
-        "select c.serial_no, c.conversion_time, c.source_file, c.source_row, s.send_date "
-        "from raw.conversions c join _all_serials s using (serial_no)"
-    ).pl()
-    con.unregister("_day_serials")
-    con.unregister("_all_serials")
+    with registered(con, "_all_serials", pl.concat([day_serials, first])):
+        conversions = con.execute(
+            "select c.serial_no, c.conversion_time, c.source_file, c.source_row, s.send_date "
+            "from raw.conversions c join _all_serials s using (serial_no)"
+        ).pl()
     conversions = unix_seconds_to_utc(conversions, "conversion_time", out="converted_at", flag="conversion_time_flag")
     report.conversions = conversions.height
 
@@ -130,12 +128,7 @@ def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, 
     """Delete the days' rows of `table` and insert `frame`, by column name (inside the caller's
     transaction)."""
     con.execute(f"delete from {table} where {date_column} between $first_day and $last_day", days.dates())
-    con.register("_slice", frame)
-    try:
-        columns = ", ".join(frame.columns)
-        con.execute(f"insert into {table} ({columns}) select {columns} from _slice")
-    finally:
-        con.unregister("_slice")
+    insert_frame(con, table, frame)
 
 
 def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:

@@ -8,8 +8,7 @@ with known as (
     select serial_no,
            bool_or(report_status = 'SUCCESS') as delivered,
            -- a receive time in milliseconds (a dirty record) compared as seconds
-           max(case when user_receive_time >= 100000000000 then user_receive_time // 1000
-                    else user_receive_time end) as last_receipt_s
+           max(unix_seconds(user_receive_time)) as last_receipt_s
     from raw.send_status
     group by serial_no
 ),
@@ -23,7 +22,6 @@ from raw.sends s
 left join known k using (serial_no)
 cross join last_lost_pull l
 where s.code = 'Ok' and s.serial_no is not null and s.serial_no <> ''
-  and (s.send_time between $start_s::bigint - 86400 and $end_s::bigint + 86400
-       or s.send_time between ($start_s::bigint - 86400) * 1000 and ($end_s::bigint + 86400) * 1000)
+  and near_window(s.send_time, $start_s::bigint, $end_s::bigint)
   and (k.serial_no is null
        or (not k.delivered and l.pulled_at >= to_timestamp(coalesce(k.last_receipt_s, 0))))

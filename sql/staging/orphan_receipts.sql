@@ -9,8 +9,7 @@ near as (
     select distinct r.serial_no
     from raw.send_status r
     where r.serial_no in (select serial_no from orphan)
-      and (r.user_receive_time between $start_s::bigint - 86400 and $end_s::bigint + 86400
-           or r.user_receive_time between ($start_s::bigint - 86400) * 1000 and ($end_s::bigint + 86400) * 1000
+      and (near_window(r.user_receive_time, $start_s::bigint, $end_s::bigint)
            or r.pulled_at between $start - interval 1 day and $end + interval 1 day)
 )
 select r.* from raw.send_status r where r.serial_no in (select serial_no from near)

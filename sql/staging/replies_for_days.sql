@@ -1,5 +1,4 @@
--- Replies whose ReplyTime may fall in [$start_s::bigint, $end_s::bigint), in seconds or milliseconds; the exact
--- day is decided after normalization.
+-- Replies whose ReplyTime may fall in [$start_s, $end_s) (near_window: seconds or milliseconds);
+-- the exact day is decided after normalization.
 select * from raw.reply_status
-where reply_time between $start_s::bigint - 86400 and $end_s::bigint + 86400
-   or reply_time between ($start_s::bigint - 86400) * 1000 and ($end_s::bigint + 86400) * 1000
+where near_window(reply_time, $start_s::bigint, $end_s::bigint)

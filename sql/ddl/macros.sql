@@ -1,0 +1,15 @@
+-- Macros of every connection (temporary: they live in the session, so a read-only connection has
+-- them too). Unix times arrive as seconds or, from a dirty feed or a log that wrote them so, as
+-- milliseconds; {milliseconds_from} is the threshold of pipelines/normalize/timestamps.py, filled
+-- in from there so the two cannot drift. Rows are selected by these rules in SQL, and placed on
+-- their exact day after normalization in polars.
+
+-- Whole unix seconds of a time in seconds or milliseconds.
+create or replace temp macro unix_seconds(t) as
+    case when t >= {milliseconds_from} then t // 1000 else t end;
+
+-- Whether a time in seconds or milliseconds falls within a day of [start_s, end_s): a day of
+-- margin on each side covers every partition time zone.
+create or replace temp macro near_window(t, start_s, end_s) as
+    t between start_s - 86400 and end_s + 86400
+    or t between (start_s - 86400) * 1000 and (end_s + 86400) * 1000;

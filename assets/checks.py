@@ -17,6 +17,7 @@ import dagster as dg
 
 from assets.options import WAREHOUSE_POOL
 from pipelines.days import days_of
+from pipelines.warehouse.db import sql_text
 from assets.resources import MetricsConfig, WarehouseResource
 
 ONE_ROW_PER_SERIAL_NO = "one_row_per_serial_no"
@@ -39,28 +40,6 @@ _KEYS = {
 }
 
 
-_UNEXPECTED_STATUSES = """
-    select report_status, count(*) as n from marts.message_status
-    where report_status is not null and report_status not in ('SUCCESS', 'FAIL')
-    group by report_status order by n desc, report_status
-"""
-# Coverage of the sends-log messages of each day: submitted - pending have a receipt.
-_DAILY_COVERAGE = """
-    select day, sum(submitted) as submitted, sum(submitted) - sum(pending) as receipted
-    from marts.delivery_daily
-    where day between $first_day and $last_day and submitted is not null
-    group by day order by day
-"""
-_RECONCILIATION = """
-    select day, has_sends_log, provider_hours,
-           submitted, provider_request_success_count,
-           receipts, provider_callback_count,
-           delivered, provider_callback_success_count,
-           failed, provider_callback_fail_count
-    from marts.reconciliation_daily
-    where day between $first_day and $last_day
-    order by day
-"""
 _RECONCILED = ("submitted", "receipts", "delivered", "failed")
 
 
@@ -97,7 +76,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                     description="report_status is SUCCESS, FAIL, or null while pending.")
     def allowed_report_status(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
-            unexpected = con.execute(_UNEXPECTED_STATUSES).fetchall()
+            unexpected = con.execute(sql_text("reports/check_report_status")).fetchall()
         count = sum(n for _, n in unexpected)
         return dg.AssetCheckResult(
             passed=count == 0,
@@ -122,7 +101,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
             days = days_of(context, partitions)
             settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
             with warehouse.connect() as con:
-                rows = con.execute(_DAILY_COVERAGE, {"first_day": days.first, "last_day": days.last}).fetchall()
+                rows = con.execute(sql_text("reports/check_receipt_coverage"), days.dates()).fetchall()
             settled = [(day, int(submitted), int(receipted)) for day, submitted, receipted in rows
                        if day < settled_before and submitted]
             below = [
@@ -161,7 +140,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                         metrics: MetricsConfig) -> dg.AssetCheckResult:
             days = days_of(context, partitions)
             with warehouse.connect() as con:
-                rows = con.execute(_RECONCILIATION, {"first_day": days.first, "last_day": days.last}).fetchall()
+                rows = con.execute(sql_text("reports/check_reconciliation"), days.dates()).fetchall()
             differences, skipped, checked = [], [], 0
             for day, has_sends_log, provider_hours, *pairs in rows:
                 if not provider_hours:

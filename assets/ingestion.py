@@ -18,6 +18,7 @@ from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, War
 from pipelines.ingest.statistics import fetch_statistics, store_statistics
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError
+from pipelines.warehouse.db import sql_text
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sending_app import load_source_files
 
@@ -93,10 +94,7 @@ def raw_queue_records(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     spool = warehouse.spool()
     with warehouse.connect() as con:
         report = load_spool(con, spool)
-        totals = con.execute(
-            "select (select count(*) from raw.send_status), (select count(*) from raw.reply_status), "
-            "(select count(*) from raw.quarantine)"
-        ).fetchone()
+        totals = con.execute(sql_text("reports/raw_totals")).fetchone()
     return dg.MaterializeResult(metadata={
         "batches_loaded": report.batches,
         "records": report.records,

@@ -7,6 +7,7 @@ import dagster as dg
 from assets import options
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
+from pipelines.warehouse.db import sql_text
 from pipelines.warehouse.marts import rebuild
 
 
@@ -24,11 +25,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.message_status", days, attribution_days=metrics.conversion_window_days)
             submitted, delivered_logged, delivered, failed, pending, converted = con.execute(
-                "select count(*) filter (in_sends_log), count(*) filter (in_sends_log and report_status = 'SUCCESS'), "
-                "count(*) filter (report_status = 'SUCCESS'), count(*) filter (report_status = 'FAIL'), "
-                "count(*) filter (in_sends_log and report_status is null), count(converted_at) "
-                "from marts.message_status where send_date between $a and $b", {"a": days.first, "b": days.last},
-            ).fetchone()
+                sql_text("reports/mart_message_status"), days.dates()).fetchone()
         return dg.MaterializeResult(metadata={
             "rows": rows, "submitted": submitted, "delivered": delivered, "failed": failed, "pending": pending,
             "converted": converted,
@@ -52,10 +49,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.replies", days, attribution_hours=metrics.reply_window_hours,
                            opt_out_words=[w.lower() for w in metrics.opt_out_words])
-            attributed, opt_outs = con.execute(
-                "select count(serial_no), count(*) filter (is_opt_out) from marts.replies "
-                "where reply_date between $a and $b", {"a": days.first, "b": days.last},
-            ).fetchone()
+            attributed, opt_outs = con.execute(sql_text("reports/mart_replies"), days.dates()).fetchone()
         return dg.MaterializeResult(metadata={"rows": rows, "attributed": attributed, "opt_outs": opt_outs})
 
     @dg.asset(key=["marts", "delivery_daily"], deps=[message_status], **common)
@@ -68,16 +62,8 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.delivery_daily", days)
-            submitted, receipts, delivered, failed, pending, delivered_logged, fee = con.execute(
-                "select sum(submitted), sum(receipts), sum(delivered), sum(failed), sum(pending), "
-                "sum(delivered) filter (submitted is not null), sum(fee) "
-                "from marts.delivery_daily where day between $a and $b", {"a": days.first, "b": days.last},
-            ).fetchone()
-            p50, p95 = con.execute(
-                "select quantile_cont(latency_seconds, 0.5), quantile_cont(latency_seconds, 0.95) "
-                "from marts.message_status where send_date between $a and $b and report_status = 'SUCCESS'",
-                {"a": days.first, "b": days.last},
-            ).fetchone()
+            submitted, receipts, delivered, failed, pending, delivered_logged, fee, p50, p95 = con.execute(
+                sql_text("reports/mart_delivery_daily"), days.dates()).fetchone()
         logged_receipts = submitted - pending if submitted is not None else None
         return dg.MaterializeResult(metadata={
             "rows": rows,
@@ -105,9 +91,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.conversion_daily", days)
             delivered, conversions, replies_, opt_outs = con.execute(
-                "select sum(delivered), sum(conversions), sum(replies), sum(opt_outs) "
-                "from marts.conversion_daily where day between $a and $b", {"a": days.first, "b": days.last},
-            ).fetchone()
+                sql_text("reports/mart_conversion_daily"), days.dates()).fetchone()
         return dg.MaterializeResult(metadata={
             "rows": rows,
             "delivered": _count(delivered or 0),
@@ -125,11 +109,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.failure_reasons_daily", days)
-            failed, reasons, top = con.execute(
-                "select sum(failed), count(distinct description), arg_max(description, failed) from ("
-                "select description, sum(failed) as failed from marts.failure_reasons_daily "
-                "where day between $a and $b group by description)", {"a": days.first, "b": days.last},
-            ).fetchone()
+            failed, reasons, top = con.execute(sql_text("reports/mart_failure_reasons_daily"), days.dates()).fetchone()
         return dg.MaterializeResult(metadata={
             "rows": rows, "failed": _count(failed or 0), "reasons": reasons, "top_reason": top or "none",
         })
@@ -143,10 +123,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         with warehouse.connect() as con:
             hours = rebuild(con, "marts.provider_statistics_hourly", days, timezone=partitions.timezone)
             requested, callbacks, succeeded, failed = con.execute(
-                "select sum(request_success_count), sum(callback_count), sum(callback_success_count), "
-                "sum(callback_fail_count) from marts.provider_statistics_hourly where hour >= $start and hour < $end",
-                {"start": days.start, "end": days.end},
-            ).fetchone()
+                sql_text("reports/mart_provider_statistics_hourly"), days.instants()).fetchone()
         return dg.MaterializeResult(metadata={
             "hours": hours,
             "provider_request_success_count": _count(requested),
@@ -166,12 +143,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         days = days_of(context, partitions)
         with warehouse.connect() as con:
             rows = rebuild(con, "marts.reconciliation_daily", days)
-            totals = con.execute(
-                "select sum(submitted_diff), sum(receipts_diff), sum(delivered_diff), sum(failed_diff), "
-                "sum(provider_request_success_count), sum(provider_callback_success_count), "
-                "count(*) filter (provider_hours = 0), count(*) filter (not has_sends_log) "
-                "from marts.reconciliation_daily where day between $a and $b", {"a": days.first, "b": days.last},
-            ).fetchone()
+            totals = con.execute(sql_text("reports/mart_reconciliation_daily"), days.dates()).fetchone()
         submitted_diff, receipts_diff, delivered_diff, failed_diff, requested, succeeded, unmatched, unlogged = totals
         return dg.MaterializeResult(metadata={
             "days": rows,

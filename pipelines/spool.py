@@ -3,7 +3,8 @@
 Queue records are handed out once, so the bytes of a response must survive a crash at any point
 after they arrive. Each response is written to `tmp/`, fsynced, renamed into `ready/`, and the
 folder fsynced: a file in `ready/` is whole, and a crash leaves at most a stray temp file, never a
-half file. The loader removes a file only after the transaction that loaded it has committed.
+half file; the loader removes the temp files of dead writers (`clean_temp`) before each load, and
+removes a file of `ready/` only after the transaction that loaded it has committed.
 
 File names carry what the loader needs besides the body: `{pulled_at_ns}.{action}.{nonce}.{kind}`,
 where kind is `json` for a response body and `indeterminate` for a pull that failed in a way that
@@ -54,7 +55,7 @@ class Spool:
         """Durably store one response (or an indeterminate pull's failure text)."""
         ns = time.time_ns() if pulled_at_ns is None else pulled_at_ns
         name = f"{ns:020d}.{action}.{secrets.token_hex(6)}.{kind}"
-        tmp_path = self.tmp / name
+        tmp_path = self.tmp / f"{os.getpid()}.{name}"
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
@@ -81,15 +82,31 @@ class Spool:
         if files:
             _fsync_dir(self.ready)
 
-    def clean_temp(self, older_than_seconds: float = 3600) -> int:
-        """Remove temp files of writers that died before the rename; they never became records."""
-        cutoff = time.time() - older_than_seconds
+    def clean_temp(self) -> int:
+        """Remove temp files of writers that died before the rename (a temp file's name starts
+        with its writer's pid); they never became records. A live writer's file is left alone."""
         removed = 0
         for path in self.tmp.iterdir():
-            if path.stat().st_mtime < cutoff:
+            pid, _, _ = path.name.partition(".")
+            if not (pid.isdigit() and process_alive(int(pid))):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (a pid may have been reused)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

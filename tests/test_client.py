@@ -65,7 +65,7 @@ def test_transient_faults_are_retried(transient):
     app = Script(transient, envelope(SendStatusStatistics={"FeeCount": 1, "RequestCount": 2, "RequestSuccessCount": 2}))
     with make_client(app) as client:
         stats = client.send_status_statistics(dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-    assert stats["RequestCount"] == 2
+    assert stats.counters["RequestCount"] == 2
     assert len(app.requests) == 2
 
 
@@ -106,7 +106,7 @@ def test_queue_pull_returns_raw_bytes_and_is_never_retried():
     body = orjson.dumps({"Response": {"PullSmsSendStatusSet": [{"SerialNo": "1"}], "RequestId": "r"}})
     app = Script(httpx.Response(200, headers={"Content-Type": "application/json"}, content=body))
     with make_client(app) as client:
-        page = client.pull_send_status_raw()
+        page = client.pull_queue_raw(A.PULL_SEND_STATUS)
     assert page.body == body and not page.indeterminate
     assert orjson.loads(app.requests[0].content) == {"Limit": 100, "SmsSdkAppId": "1400006666"}
     assert parse_page(A.PULL_SEND_STATUS, page.body).records == [{"SerialNo": "1"}]
@@ -114,7 +114,7 @@ def test_queue_pull_returns_raw_bytes_and_is_never_retried():
     for failure in (httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("peer closed"), httpx.Response(500)):
         app = Script(failure)
         with make_client(app) as client:
-            page = client.pull_send_status_raw()
+            page = client.pull_queue_raw(A.PULL_SEND_STATUS)
         assert page.indeterminate and page.failure
         assert len(app.requests) == 1
 
@@ -126,7 +126,7 @@ def test_a_cut_body_is_never_read_as_an_empty_page():
         return httpx.Response(200, headers={"Content-Type": "application/json"}, content=b'{"Response": {"PullSms')
 
     with make_client(app) as client:
-        page = client.pull_send_status_raw()
+        page = client.pull_queue_raw(A.PULL_SEND_STATUS)
     with pytest.raises(TransportError, match="not the API's JSON envelope"):
         parse_page(A.PULL_SEND_STATUS, page.body)
 
@@ -145,7 +145,8 @@ def test_full_page_splits_the_window_until_every_record_is_read():
     times = sorted({NOW - 86400 + (i * 37) % 80000 for i in range(1000)})
     calls = []
     with make_client(receipts_app(times, calls)) as client:
-        records = client.pull_send_status_by_number("+8618501234444", NOW - 86400, NOW)
+        records = [r for _, page in client.by_number_pages(A.PULL_SEND_STATUS_BY_NUMBER, "+8618501234444", NOW - 86400, NOW)
+                   for r in page.records]
     assert sorted(r["UserReceiveTime"] for r in records) == times
     assert len(calls) > len(times) // 100
 
@@ -153,7 +154,7 @@ def test_full_page_splits_the_window_until_every_record_is_read():
 def test_window_beyond_seven_days_is_refused_before_any_request():
     calls = []
     with make_client(receipts_app([], calls)) as client, pytest.raises(WindowTooOldError, match="7 days"):
-        client.pull_send_status_by_number("+8618501234444", NOW - 8 * 86400, NOW)
+        next(client.by_number_pages(A.PULL_SEND_STATUS_BY_NUMBER, "+8618501234444", NOW - 8 * 86400, NOW))
     assert calls == []
 
 
@@ -171,7 +172,7 @@ def test_statistics_hours_in_provider_zone_and_callback_ranges_split_at_32_days(
         totals = client.callback_status_statistics(begin, end)
     assert seen[0][1] == "2026010108"  # 00:00 UTC is 08:00 in Asia/Shanghai
     assert seen[-1][2] == "2026031607"
-    assert len(seen) == 3 and totals["CallbackCount"] == 3
+    assert len(seen) == 3 and totals.counters["CallbackCount"] == 3 and len(totals.request_ids) == 3
     for _, b, e in seen:
         gap = dt.datetime.strptime(e, "%Y%m%d%H") - dt.datetime.strptime(b, "%Y%m%d%H")
         assert gap <= dt.timedelta(days=32)

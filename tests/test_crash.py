@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
-from pipelines.ingest.gapfill import fill_gaps
+from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 from pipelines.tencent.client import RetryPolicy, SmsApiClient
@@ -112,7 +112,9 @@ def test_kill_at_random_points_loses_nothing_that_reached_the_spool(tmp_path):
         days = DayRange(first, first + dt.timedelta(days=3), zoneinfo.ZoneInfo("UTC"))
         with open_warehouse(warehouse) as con:
             load_source_files(con, "sends", str(tmp_path / "sim" / "sends.ndjson"))
-            report = fill_gaps(con, client, spool, days, replies=False)
+            plan = plan_gap_fill(con, days)
+            plan.asks.pop("PullSmsReplyStatusByPhoneNumber")
+            report = fetch_gaps(client, spool, plan)
             load_spool(con, spool)
             keys = {k for (k,) in con.execute("select record_key from raw.send_status").fetchall()}
         client.close()

@@ -71,7 +71,7 @@ def test_statistics_and_error_examples():
                           sdk_app_id="1400006666", transport=httpx.MockTransport(app), rate_limits={})
     hour = dt.datetime(2021, 5, 1, 5, tzinfo=dt.UTC)  # 13:00 in Beijing, the example's "2021050113"
     with client:
-        stats = client.callback_status_statistics(hour, hour)
+        stats = client.callback_status_statistics(hour, hour).counters
     assert stats["CallbackSuccessCount"] + stats["CallbackFailCount"] == stats["CallbackCount"] == 1745
     assert client.statistics_params(hour, hour)["BeginTime"] == "2021050113"
     with pytest.raises(TencentCloudError) as info:

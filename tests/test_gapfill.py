@@ -6,7 +6,7 @@ import zoneinfo
 
 from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
 from pipelines.ingest.drain import drain_queue
-from pipelines.ingest.gapfill import fill_gaps
+from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 from pipelines.tencent.client import RetryPolicy, SmsApiClient
@@ -34,7 +34,7 @@ def test_replies_lost_in_broken_pulls_are_recovered(tmp_path):
             load_source_files(con, "sends", str(tmp_path / "sim" / "sends.ndjson"))
             load_spool(con, spool)
             before = con.execute("select count(*) from raw.reply_status").fetchone()[0]
-            gaps = fill_gaps(con, client, spool, days)
+            gaps = fetch_gaps(client, spool, plan_gap_fill(con, days))
             load_spool(con, spool)
             got = {(p, t, c) for p, t, c in con.execute(
                 "select phone_number, reply_time, reply_content from raw.reply_status").fetchall()}

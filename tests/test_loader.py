@@ -1,5 +1,7 @@
 """Spool and loader: durable files, one ledger row per batch, idempotent loads, quarantine."""
 
+import os
+
 import orjson
 import pytest
 
@@ -99,3 +101,20 @@ def test_spool_leaves_no_partial_files(tmp_path):
     assert spooled.path.parent == spool.ready and list(spool.tmp.iterdir()) == []
     (spool.ready / "not-ours.txt").write_text("x")
     assert [f.batch_id for f in spool.pending()] == [spooled.batch_id]
+
+
+def test_the_loader_removes_temp_files_of_dead_writers_only(tmp_path, warehouse):
+    """A writer killed between its temp file and the rename leaves the file behind; the next load
+    removes it, while a live writer's temp file stays."""
+    import subprocess
+    import sys
+
+    spool = Spool(tmp_path / "spool")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stray = spool.tmp / f"{dead.stdout.strip()}.00000000000000000001.PullSmsSendStatus.aa.json"
+    live = spool.tmp / f"{os.getpid()}.00000000000000000002.PullSmsSendStatus.bb.json"
+    stray.write_bytes(b'{"Resp')
+    live.write_bytes(b'{"Resp')
+    with open_warehouse(warehouse) as con:
+        load_spool(con, spool)
+    assert not stray.exists() and live.exists()

@@ -12,11 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from pipelines.normalize.phones import OUTPUT_COLUMNS, PhoneResult, normalize_phone, normalize_phones
+from pipelines.normalize.phones import OUTPUT_COLUMNS, normalize_phones
 
 OUTPUT_SCHEMA = {"phone_e164": pl.Utf8, "country_code": pl.Utf8, "iso_code": pl.Utf8, "phone_valid": pl.Boolean}
 INPUT_SCHEMA = {"PhoneNumber": pl.Utf8, "CountryCode": pl.Utf8, "SubscriberNumber": pl.Utf8}
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def normalize_phone(number, country_code=None, *, default_region=None):
+    """One number through the vectorized rules: the output columns, or None without an E.164 form."""
+    frame = pl.DataFrame({"number": [number], "cc": [country_code]}, schema={"number": pl.Utf8, "cc": pl.Utf8})
+    row = normalize_phones(frame, "number", "cc", default_region=default_region).row(0, named=True)
+    return None if row["phone_e164"] is None else tuple(row[name] for name in OUTPUT_COLUMNS)
 
 
 def records(rows: list[tuple]) -> pl.DataFrame:
@@ -107,9 +114,9 @@ def test_unknown_default_region_is_rejected():
 
 
 def test_normalize_phone_single_values():
-    assert normalize_phone("0086 185 0123 4444") == PhoneResult("+8618501234444", "86", "CN", True)
-    assert normalize_phone("07911123456", "44") == PhoneResult(*GB)
-    assert normalize_phone("18501234444", default_region="CN") == PhoneResult(*CN)
+    assert normalize_phone("0086 185 0123 4444") == ("+8618501234444", "86", "CN", True)
+    assert normalize_phone("07911123456", "44") == tuple(GB)
+    assert normalize_phone("18501234444", default_region="CN") == tuple(CN)
     assert normalize_phone("garbage") is None
     assert normalize_phone(None) is None
 

@@ -1,4 +1,4 @@
-"""Timestamp normalization: unix-time flags, provider hour strings, DST, and properties."""
+"""Timestamp normalization: unix-time flags, provider hour strings, and properties."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.normalize.timestamps import (
-    UTC_DATETIME,
-    parse_provider_hour,
-    provider_hour_string,
-    provider_hours_to_utc,
-    unix_seconds_to_utc,
-)
+from pipelines.normalize.timestamps import UTC_DATETIME, provider_hour_string, unix_seconds_to_utc
 
 PROPERTY_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -102,7 +96,7 @@ def test_max_future_is_configurable():
 
 
 def test_now_must_be_aware():
-    with pytest.raises(ValueError, match="aware"):
+    with pytest.raises(ValueError, match="timezone-aware"):
         unix_seconds_to_utc(pl.DataFrame({"t": [1]}), "t", out="ts", flag="f", now=dt.datetime(2026, 1, 1))
 
 
@@ -159,74 +153,10 @@ def test_any_text_is_handled(values):
 # Provider hour strings
 
 
-def hours(values: list, tz: str) -> list:
-    out = provider_hours_to_utc(pl.DataFrame({"h": values}), "h", tz, out="hour")
-    assert out.schema["hour"] == UTC_DATETIME
-    return out["hour"].to_list()
-
-
-def test_beijing_hours():
-    assert hours(["2021050113", "2021050100", "2020022923"], "Asia/Shanghai") == [
-        utc(2021, 5, 1, 5),
-        utc(2021, 4, 30, 16),
-        utc(2020, 2, 29, 15),
-    ]
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        *["2021023013", "2021050124", "2021130100", "202105011", "20210501130", "2021-05-01", "abcdefghij"],
-        *["", "1969123123", "0000010100", "２０２１０５０１１３", " 2021050113"],
-    ],
-)
-def test_invalid_hour_strings_are_null(value):
-    assert hours([value], "Asia/Shanghai") == [None]
-    with pytest.raises(ValueError):
-        parse_provider_hour(value, "Asia/Shanghai")
-
-
-def test_integer_hours_of_the_2019_api():
-    frame = pl.DataFrame({"h": [2016090800, None]})
-    assert provider_hours_to_utc(frame, "h", "Asia/Shanghai", out="h")["h"].to_list() == [utc(2016, 9, 7, 16), None]
-
-
-def test_dst_ambiguous_hour_is_earliest_and_gap_hour_is_the_jump():
-    # New York 2021: clocks jumped 02:00 EST -> 03:00 EDT on 03-14 and fell back 02:00 EDT ->
-    # 01:00 EST on 11-07.
-    values = ["2021031401", "2021031402", "2021031403", "2021110700", "2021110701", "2021110702"]
-    expected = [
-        *[utc(2021, 3, 14, 6), utc(2021, 3, 14, 7), utc(2021, 3, 14, 7)],
-        *[utc(2021, 11, 7, 4), utc(2021, 11, 7, 5), utc(2021, 11, 7, 7)],
-    ]
-    assert hours(values, "America/New_York") == expected
-    assert [parse_provider_hour(value, "America/New_York") for value in values] == expected
-
-
-def test_frame_contract_for_hours():
-    frame = pl.DataFrame({"h": ["2021050113", None, "junk"], "k": [1, 2, 3]})
-    out = provider_hours_to_utc(frame, "h", "Asia/Shanghai", out="hour")
-    assert out.select("h", "k").equals(frame)
-    assert out["hour"].to_list() == [utc(2021, 5, 1, 5), None, None]
-    assert provider_hours_to_utc(frame.head(0), "h", "Asia/Shanghai", out="hour").height == 0
-    lazy = provider_hours_to_utc(frame.lazy(), "h", zoneinfo.ZoneInfo("Asia/Shanghai"), out="hour")
-    assert isinstance(lazy, pl.LazyFrame) and lazy.collect().equals(out)
-
-
-@pytest.mark.parametrize(
-    "tz", ["Asia/Shanghai", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Europe/Dublin"]
-)
-def test_every_hour_agrees_with_the_pure_function(tz):
-    # 2011 holds Samoa's skipped day; Lord Howe shifts by 30 minutes; Dublin has negative DST.
-    every_hour = pl.datetime_range(dt.datetime(2011, 1, 1), dt.datetime(2012, 12, 31, 23), "1h", eager=True)
-    values = every_hour.dt.strftime("%Y%m%d%H").to_list()
-    assert hours(values, tz) == [parse_provider_hour(value, tz) for value in values]
-
-
 def test_provider_hour_string():
     assert provider_hour_string(utc(2021, 5, 1, 5, 59), "Asia/Shanghai") == "2021050113"
     assert provider_hour_string(utc(2021, 4, 30, 16), zoneinfo.ZoneInfo("Asia/Shanghai")) == "2021050100"
-    with pytest.raises(ValueError, match="aware"):
+    with pytest.raises(ValueError, match="timezone-aware"):
         provider_hour_string(dt.datetime(2021, 5, 1), "Asia/Shanghai")
 
 
@@ -236,23 +166,6 @@ zones = st.sampled_from(["Asia/Shanghai", "UTC", "America/New_York", "Europe/Lon
 
 @PROPERTY_SETTINGS
 @given(moments, zones)
-def test_hour_string_round_trip(moment, tz):
-    start = parse_provider_hour(provider_hour_string(moment, tz), tz)
-    # The hour's start is at most an hour before the moment (more only in the second
-    # occurrence of an ambiguous hour, which reads as the first).
-    assert start <= moment
-    assert provider_hour_string(start, tz) == provider_hour_string(moment, tz)
-    if tz in ("Asia/Shanghai", "UTC"):
-        assert start == moment.replace(minute=0, second=0, microsecond=0)
-
-
-@PROPERTY_SETTINGS
-@given(st.lists(st.none() | st.text(max_size=12) | st.from_regex(r"[0-9]{10}", fullmatch=True), max_size=20))
-def test_any_text_hours_agree_with_the_pure_function(values):
-    def pure(value):
-        try:
-            return parse_provider_hour(value, "Asia/Shanghai")
-        except (TypeError, ValueError):
-            return None
-
-    assert hours(values, "Asia/Shanghai") == [pure(value) for value in values]
+def test_hour_string_names_the_local_hour(moment, tz):
+    local = moment.astimezone(zoneinfo.ZoneInfo(tz))
+    assert provider_hour_string(moment, tz) == local.strftime("%Y%m%d%H")

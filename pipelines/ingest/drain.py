@@ -24,7 +24,7 @@ from pipelines.tencent import actions as A
 from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.envelope import parse_page
 from pipelines.tencent.errors import TencentCloudError, TransportError
-from pipelines.spool import INDETERMINATE, Spool
+from pipelines.spool import INDETERMINATE, Spool, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -87,25 +87,11 @@ def _claim(spool: Spool, action: str) -> None:
         pid = int(mark.read_text() or 0)
     except (FileNotFoundError, ValueError):
         pid = None
-    if pid is not None and not _alive(pid):
+    if pid is not None and not process_alive(pid):
         spool.write(action, f"a drain of {action} (pid {pid}) ended without finishing; responses it "
                             "received may not have reached the spool".encode(), kind=INDETERMINATE)
         log.warning("%s: the previous drain (pid %s) died mid-way; counted as an indeterminate pull", action, pid)
     mark.write_text(str(os.getpid()))
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport, time_budget_seconds: float,

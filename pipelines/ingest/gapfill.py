@@ -121,12 +121,3 @@ def fetch_gaps(client: SmsApiClient, spool: Spool, plan: GapFillPlan, *, workers
             report.records += records
             report.failed_numbers += not ok
     return report
-
-
-def fill_gaps(con: duckdb.DuckDBPyConnection, client: SmsApiClient, spool: Spool, days: DayRange, *,
-              workers: int = 4, now: float | None = None, replies: bool = True) -> GapFillReport:
-    """Plan and fetch in one call (tests, scripts); the asset does the two apart."""
-    plan = plan_gap_fill(con, days, now=now)
-    if not replies:
-        plan.asks.pop(A.PULL_REPLY_STATUS_BY_NUMBER)
-    return fetch_gaps(client, spool, plan, workers=workers, now=now)

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import duckdb
 import polars as pl
 
-from pipelines.tencent.client import SmsApiClient, provider_hour
+from pipelines.normalize.timestamps import provider_hour_string
+from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import insert_frame, transaction
 from pipelines.days import DayRange
 
@@ -58,13 +59,13 @@ def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4) 
     hours = hours_of(days)
 
     def one(hour: dt.datetime) -> dict:
-        send = client.call("SendStatusStatistics", client.statistics_params(hour, hour))
-        callback = client.call("CallbackStatusStatistics", client.statistics_params(hour, hour))
-        row = {"provider_hour": provider_hour(hour, client.provider_tz), "hour": hour}
-        row.update({col: int(send["SendStatusStatistics"].get(api, 0)) for api, col in SEND_FIELDS.items()})
-        row.update({col: int(callback["CallbackStatusStatistics"].get(api, 0)) for api, col in CALLBACK_FIELDS.items()})
-        row["send_request_id"] = send.get("RequestId")
-        row["callback_request_id"] = callback.get("RequestId")
+        send = client.send_status_statistics(hour, hour)
+        callback = client.callback_status_statistics(hour, hour)
+        row = {"provider_hour": provider_hour_string(hour, client.provider_tz), "hour": hour}
+        row.update({col: send.counters.get(api, 0) for api, col in SEND_FIELDS.items()})
+        row.update({col: callback.counters.get(api, 0) for api, col in CALLBACK_FIELDS.items()})
+        row["send_request_id"] = send.request_ids[0]
+        row["callback_request_id"] = callback.request_ids[0]
         return row
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="statistics") as pool:

@@ -23,7 +23,6 @@ millions of rows. So:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from typing import TypeVar
@@ -56,16 +55,6 @@ _CANDIDATE = _TMP + "candidate"
 _CC = _TMP + "cc"
 _FAST = _TMP + "fast_nsn"
 _SLOW = _TMP + "slow"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PhoneResult:
-    """One normalized number; the fields are the columns `normalize_phones` adds."""
-
-    phone_e164: str
-    country_code: str
-    iso_code: str | None
-    phone_valid: bool
 
 
 def normalize_phones(
@@ -151,20 +140,6 @@ def normalize_phones(
         result = result.with_columns(**stage)
     result = result.drop(_CANDIDATE, _CC, _FAST, _SLOW)
     return result.collect() if isinstance(frame, pl.DataFrame) else result
-
-
-def normalize_phone(
-    number: str | None, country_code: str | None = None, *, default_region: str | None = None
-) -> PhoneResult | None:
-    """Normalize one number (for the CLI and tests); None when `phone_e164` would be null.
-
-    Runs `normalize_phones` on a one-row frame, so it cannot drift from the vectorized rules.
-    """
-    frame = pl.DataFrame({"number": [number], "cc": [country_code]}, schema={"number": pl.Utf8, "cc": pl.Utf8})
-    row = normalize_phones(frame, "number", "cc", default_region=default_region).row(0, named=True)
-    if row["phone_e164"] is None:
-        return None
-    return PhoneResult(**{name: row[name] for name in OUTPUT_COLUMNS})
 
 
 def _clean_number(column: pl.Expr) -> pl.Expr:

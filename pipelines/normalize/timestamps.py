@@ -8,17 +8,14 @@ The warehouse stores every time as UTC (`TIMESTAMPTZ`). Two provider shapes need
   send them), as 0 for "unknown", or as junk. A bad time must not become a plausible-looking
   date, so every conversion that is not plain seconds is flagged with its reason.
 - statistics hours (`SendStatusStatistics`, `CallbackStatusStatistics`) are `yyyymmddhh` strings
-  in an undocumented zone, assumed to be Beijing time (`SMSLEDGER_PROVIDER_TIMEZONE`). Asia/Shanghai
-  has no DST since 1991, but the zone is configurable, so DST gaps and overlaps are handled:
-  an ambiguous hour (clocks go back) is its earliest occurrence, and a non-existent hour (clocks
-  go forward) is read with the offset in force before the jump, which is the instant the clocks
-  jumped; both are Python's `fold=0`. The vectorized and the pure functions agree on this.
+  in an undocumented zone, assumed to be Beijing time (`SMSLEDGER_PROVIDER_TIMEZONE`). smsledger
+  asks for UTC hours, so it only ever writes these strings (`provider_hour_string`), never reads
+  them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zoneinfo
 from typing import TypeVar
 
@@ -34,9 +31,6 @@ MILLISECONDS_FROM = 1e11
 _MICROSECONDS_FROM = 1e14
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-_HOUR_STRING = re.compile(r"[0-9]{10}")
-_FIRST_HOUR_YEAR, _LAST_HOUR_YEAR = 1970, 9998
 
 
 def unix_seconds_to_utc(
@@ -111,60 +105,12 @@ def unix_seconds_to_utc(
     return frame.with_columns(timestamp.alias(out), reason.cast(pl.Utf8).alias(flag))
 
 
-def provider_hours_to_utc(frame: FrameT, column: str, tz: str | zoneinfo.ZoneInfo, *, out: str) -> FrameT:
-    """Add `out` (Datetime("us", "UTC")): the UTC start of each `yyyymmddhh` hour of `column` in `tz`.
-
-    `column` is Utf8 (the 2021-01-11 API) or integer (the 2019-07-11 API sent 2016090800).
-    Anything but ten digits naming a real calendar hour of the years 1970–9998 is null (outside
-    them a UTC hour may not be representable, and zones fall back to local mean time). DST: see
-    the module docstring. `out` replaces a same-named column and may be `column` itself.
-    """
-    zone = _zone(tz)
-    text = pl.col(column).cast(pl.Utf8)
-    well_formed = text.str.contains(r"^[0-9]{10}$") & text.str.slice(0, 4).is_between(
-        pl.lit(str(_FIRST_HOUR_YEAR)), pl.lit(str(_LAST_HOUR_YEAR))
-    )
-    # polars' strptime wants minutes whenever it is given hours.
-    naive = pl.when(well_formed).then(text + "00").str.strptime(pl.Datetime("us"), "%Y%m%d%H%M", strict=False)
-    local = naive.dt.replace_time_zone(zone.key, ambiguous="earliest", non_existent="null")
-    # Only hours inside a DST gap are null here; polars has no fold=0 reading for them, so the
-    # few distinct ones go through zoneinfo.
-    gap = pl.when(local.is_null()).then(naive).map_batches(
-        lambda batch: _gap_hours_to_utc(batch, zone), return_dtype=UTC_DATETIME, is_elementwise=True
-    )
-    return frame.with_columns(pl.coalesce(local.dt.convert_time_zone("UTC"), gap).alias(out))
-
-
 def provider_hour_string(moment: dt.datetime, tz: str | zoneinfo.ZoneInfo) -> str:
     """The provider's `yyyymmddhh` for the hour of `moment` (timezone-aware) in `tz`."""
     if moment.tzinfo is None:
-        raise ValueError("moment must be timezone-aware")
+        raise ValueError(f"statistics times must be timezone-aware, got naive {moment.isoformat()}")
     local = moment.astimezone(_zone(tz))
     return f"{local.year:04d}{local.month:02d}{local.day:02d}{local.hour:02d}"
-
-
-def parse_provider_hour(s: str, tz: str | zoneinfo.ZoneInfo) -> dt.datetime:
-    """The UTC start (aware) of the `yyyymmddhh` hour `s` in `tz`; ValueError if `s` is not one."""
-    if not _HOUR_STRING.fullmatch(s):
-        raise ValueError(f"not a yyyymmddhh hour: {s!r}")
-    year, month, day, hour = int(s[:4]), int(s[4:6]), int(s[6:8]), int(s[8:10])
-    if not _FIRST_HOUR_YEAR <= year <= _LAST_HOUR_YEAR:
-        raise ValueError(f"not a yyyymmddhh hour of {_FIRST_HOUR_YEAR}–{_LAST_HOUR_YEAR}: {s!r}")
-    try:
-        local = dt.datetime(year, month, day, hour, tzinfo=_zone(tz))  # fold=0, see module docstring
-    except ValueError as exc:
-        raise ValueError(f"not a yyyymmddhh hour: {s!r} ({exc})") from None
-    return local.astimezone(dt.UTC)
-
-
-def _gap_hours_to_utc(naive: pl.Series, zone: zoneinfo.ZoneInfo) -> pl.Series:
-    distinct = naive.drop_nulls().unique()
-    return naive.replace_strict(
-        distinct,
-        [value.replace(tzinfo=zone).astimezone(dt.UTC) for value in distinct],
-        default=None,
-        return_dtype=UTC_DATETIME,
-    )
 
 
 def _zone(tz: str | zoneinfo.ZoneInfo) -> zoneinfo.ZoneInfo:

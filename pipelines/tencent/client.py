@@ -29,6 +29,7 @@ import httpx
 import orjson
 
 from pipelines.config import Settings, is_loopback
+from pipelines.normalize.timestamps import provider_hour_string
 from pipelines.tencent import actions as A
 from pipelines.tencent.envelope import Page, parse_page, parse_response
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
@@ -54,6 +55,14 @@ class RetryPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Statistics:
+    """The counters of a statistics action over a range of hours, and the request ids that gave them."""
+
+    counters: dict[str, int]
+    request_ids: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
 class RawPage:
     """One response of a queue pull, as bytes. `body` is None when no complete response arrived:
     the pull is indeterminate and `failure` says why."""
@@ -67,13 +76,6 @@ class RawPage:
     @property
     def indeterminate(self) -> bool:
         return self.body is None
-
-
-def provider_hour(moment: dt.datetime, tz: ZoneInfo) -> str:
-    """`yyyymmddhh` of an aware datetime in the provider's time zone (statistics parameters)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"statistics times must be timezone-aware, got naive {moment.isoformat()}")
-    return moment.astimezone(tz).strftime("%Y%m%d%H")
 
 
 class SmsApiClient:
@@ -204,12 +206,6 @@ class SmsApiClient:
             return RawPage(action, None, self._clock(), time.monotonic() - started, failure=exc.cause)
         return RawPage(action, body, self._clock(), time.monotonic() - started)
 
-    def pull_send_status_raw(self, limit: int = A.MAX_LIMIT) -> RawPage:
-        return self.pull_queue_raw(A.PULL_SEND_STATUS, limit)
-
-    def pull_reply_status_raw(self, limit: int = A.MAX_LIMIT) -> RawPage:
-        return self.pull_queue_raw(A.PULL_REPLY_STATUS, limit)
-
     # -- by-number pulls -------------------------------------------------------------------
 
     def by_number_pages(
@@ -251,35 +247,31 @@ class SmsApiClient:
                             action, phone_number, limit, _iso(lo))
             yield body, page
 
-    def pull_send_status_by_number(self, phone_number: str, begin: int, end: int) -> list[dict[str, Any]]:
-        return [r for _, p in self.by_number_pages(A.PULL_SEND_STATUS_BY_NUMBER, phone_number, begin, end) for r in p.records]
-
-    def pull_reply_status_by_number(self, phone_number: str, begin: int, end: int) -> list[dict[str, Any]]:
-        return [r for _, p in self.by_number_pages(A.PULL_REPLY_STATUS_BY_NUMBER, phone_number, begin, end) for r in p.records]
-
     def _read_page(self, action: str, params: dict[str, Any]) -> tuple[bytes, Page]:
         body = self._post_once(action, params)
         return body, parse_page(action, body)
 
     # -- statistics ------------------------------------------------------------------------
 
-    def send_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    def send_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> Statistics:
         """SendStatusStatistics over the provider hours from `begin`'s hour to `end`'s hour."""
         response = self.call(A.SEND_STATUS_STATISTICS, self.statistics_params(begin, end))
-        return dict(response["SendStatusStatistics"])
+        return Statistics(_counts(response["SendStatusStatistics"]), [str(response.get("RequestId", ""))])
 
-    def callback_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    def callback_status_statistics(self, begin: dt.datetime, end: dt.datetime) -> Statistics:
         """CallbackStatusStatistics over the hours from `begin` to `end`; ranges longer than the
         provider's 32 days are asked in pieces and summed (every field is a count)."""
         totals: dict[str, int] = {}
+        request_ids: list[str] = []
         for lo, hi in _split_range(begin, end, dt.timedelta(days=A.CALLBACK_STATISTICS_MAX_DAYS)):
             response = self.call(A.CALLBACK_STATUS_STATISTICS, self.statistics_params(lo, hi))
-            for key, value in response["CallbackStatusStatistics"].items():
-                totals[key] = totals.get(key, 0) + int(value)
-        return totals
+            for key, value in _counts(response["CallbackStatusStatistics"]).items():
+                totals[key] = totals.get(key, 0) + value
+            request_ids.append(str(response.get("RequestId", "")))
+        return Statistics(totals, request_ids)
 
     def statistics_params(self, begin: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-        b, e = provider_hour(begin, self.provider_tz), provider_hour(end, self.provider_tz)
+        b, e = provider_hour_string(begin, self.provider_tz), provider_hour_string(end, self.provider_tz)
         if e < b:
             raise ValueError(f"statistics end {end.isoformat()} is before begin {begin.isoformat()}")
         return {"BeginTime": b, "EndTime": e, "SmsSdkAppId": self.sdk_app_id, "Limit": 0, "Offset": 0}
@@ -307,41 +299,14 @@ class SmsApiClient:
                 return out
             offset += len(page)
 
-    def describe_phone_number_info(self, numbers: list[str]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(numbers), 200):  # at most 200 numbers a request
-            out += self.call(A.DESCRIBE_PHONE_NUMBER_INFO, {"PhoneNumberSet": numbers[i : i + 200]})["PhoneNumberInfoSet"]
-        return out
-
-    def report_conversion(self, serial_no: str, conversion_time: int | None = None) -> dict[str, str]:
-        params: dict[str, Any] = {"SmsSdkAppId": self.sdk_app_id, "SerialNo": serial_no}
-        if conversion_time is not None:
-            params["ConversionTime"] = conversion_time
-        return self.call(A.REPORT_CONVERSION, params)["ReportConversionStatus"]
-
-    def send_sms(
-        self,
-        phone_numbers: list[str],
-        template_id: str,
-        *,
-        sign_name: str | None = None,
-        template_params: list[str] | None = None,
-        session_context: str | None = None,
-        extend_code: str | None = None,
-        sender_id: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """SendSms. Per-number failures come back inside a successful response, as `Code` != "Ok"."""
-        params: dict[str, Any] = {"PhoneNumberSet": phone_numbers, "SmsSdkAppId": self.sdk_app_id, "TemplateId": template_id}
-        optional = {"SignName": sign_name, "TemplateParamSet": template_params, "SessionContext": session_context,
-                    "ExtendCode": extend_code, "SenderId": sender_id}
-        params.update({k: v for k, v in optional.items() if v is not None})
-        # Not retried: a SendSms whose response was lost may still have sent the messages.
-        return parse_response(A.SEND_SMS, self._post_once(A.SEND_SMS, params))["SendStatusSet"]
-
 
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= A.MAX_LIMIT:
         raise ValueError(f"Limit must be between 1 and {A.MAX_LIMIT}, got {limit}")
+
+
+def _counts(fields: Mapping[str, Any]) -> dict[str, int]:
+    return {key: int(value) for key, value in fields.items()}
 
 
 def _iso(ts: int) -> str:

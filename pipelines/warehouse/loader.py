@@ -94,6 +94,7 @@ class _Parsed:
 
 def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 500) -> LoadReport:
     """Load every pending spool file; returns what was loaded."""
+    spool.clean_temp()
     report = LoadReport()
     group: list[SpoolFile] = []
     for spooled in spool.pending():

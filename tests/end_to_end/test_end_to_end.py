@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from support import pipeline_settings
 
-from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 from pipelines.app.runner import run_days, run_drain
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
@@ -21,29 +21,10 @@ OPT_OUT = {"td", "t", "退订", "stop", "unsubscribe"}
 
 
 class Pipeline:
-    def __init__(self, root: Path, sim: Simulator, first: dt.date, last: dt.date, monkeypatch):
+    def __init__(self, root: Path, sim: Simulator, first: dt.date, last: dt.date):
         self.root, self.sim, self.first, self.last = root, sim, first, last
-        self.warehouse = root / "warehouse.duckdb"
-        env = {
-            "SMSLEDGER_ENDPOINT": sim.url,
-            "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID,
-            "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY,
-            "SMSLEDGER_SDK_APP_ID": DEMO_SDK_APP_ID,
-            "SMSLEDGER_WAREHOUSE": str(self.warehouse),
-            "SMSLEDGER_SPOOL_DIR": str(root / "spool"),
-            "SMSLEDGER_SENDS_PATH": str(root / "sim" / "sends.ndjson"),
-            "SMSLEDGER_CONVERSIONS_PATH": str(root / "sim" / "conversions.ndjson"),
-            "SMSLEDGER_START_DATE": (first - dt.timedelta(days=3)).isoformat(),
-            "SMSLEDGER_TIMEZONE": "UTC",
-            "SMSLEDGER_RATE_LIMIT_SCALE": str(RATE_SCALE),
-            "DAGSTER_HOME": str(root / "dagster"),
-        }
-        (root / "dagster").mkdir(exist_ok=True)
-        (root / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("TENCENTCLOUD_SESSION_TOKEN", raising=False)
-        self.settings = Settings.from_env()
+        self.settings = pipeline_settings(root, sim, first - dt.timedelta(days=3), rate_limit_scale=RATE_SCALE)
+        self.warehouse = self.settings.warehouse
 
     def sync(self, first=None, last=None):
         run_drain(self.settings, log=lambda _: None)
@@ -103,7 +84,6 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    monkeypatch = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("e2e")
     # The simulator's clock stands three days back, so that advancing it (late receipts) never
     # moves record times beyond the real present, where they would be flagged as far future.
@@ -114,10 +94,9 @@ def pipeline(tmp_path_factory):
     with Simulator(config) as sim:
         first = midnight.date() - dt.timedelta(days=DAYS)
         last = midnight.date() - dt.timedelta(days=1)
-        p = Pipeline(root, sim, first, last, monkeypatch)
+        p = Pipeline(root, sim, first, last)
         p.sync()
         yield p
-    monkeypatch.undo()
 
 
 def compare(pipeline: Pipeline) -> tuple[pl.DataFrame, set[str]]:

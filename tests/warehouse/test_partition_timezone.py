@@ -6,12 +6,11 @@ import time
 import zoneinfo
 
 import pytest
+from support import sim_client
 
-from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
 from pipelines.ingest.drain import drain_queue
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
-from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.marts import rebuild
@@ -36,8 +35,7 @@ def test_messages_land_in_their_local_send_day(tmp_path, process_tz):
     now = time.time() - 3600
     with Simulator(SimulatorConfig(port=0, days=3, messages_per_day=500, seed=8, now=now, clock_runs=False,
                                    rate_scale=0, out_dir=tmp_path / "sim")) as sim:
-        client = SmsApiClient(endpoint=sim.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY,
-                              sdk_app_id=DEMO_SDK_APP_ID, rate_limits={})
+        client = sim_client(sim)
         spool = Spool(tmp_path / "spool")
         drain_queue(client, spool, "PullSmsSendStatus")
         client.close()

@@ -8,7 +8,7 @@ import time
 import warnings
 
 import pytest
-from simulator_fixtures import APP, no_proxy, sdk_client, start  # noqa: F401  (no_proxy is a fixture)
+from support import APP, sdk_client, start
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -28,7 +28,7 @@ def sim():
 
 
 @pytest.fixture
-def client(sim, no_proxy):
+def client(sim):
     return sdk_client(sim)
 
 
@@ -121,13 +121,13 @@ def code_of(call) -> str:
     return code
 
 
-def test_auth_errors_reach_the_sdk(sim, no_proxy):
+def test_auth_errors_reach_the_sdk(sim):
     pull = request(models.PullSmsSendStatusRequest, SmsSdkAppId=APP, Limit=10)
     assert code_of(lambda: sdk_client(sim, secret_key="wrong").PullSmsSendStatus(pull)) == "AuthFailure.SignatureFailure"
     assert code_of(lambda: sdk_client(sim, secret_id="AKIDunknown").PullSmsSendStatus(pull)) == "AuthFailure.SecretIdNotFound"
 
 
-def test_unsigned_payload_and_language_options_are_accepted(sim, no_proxy):
+def test_unsigned_payload_and_language_options_are_accepted(sim):
     client = sdk_client(sim, unsignedPayload=True, language="en-US")
     assert client.PullSmsSendStatus(request(models.PullSmsSendStatusRequest, SmsSdkAppId=APP, Limit=1)).RequestId
 
@@ -173,7 +173,7 @@ def common_client(sim, version="2021-01-11"):
                         profile=profile)
 
 
-def test_common_client_errors(sim, no_proxy):
+def test_common_client_errors(sim):
     assert code_of(lambda: common_client(sim).call_json("DescribeSmsSignLists", {"International": 0})) == "InvalidAction"
     assert code_of(lambda: common_client(sim, "2099-01-01").call_json("PullSmsSendStatus", {})) == "NoSuchVersion"
     assert code_of(lambda: common_client(sim).call_json("PullSmsSendStatus", {"Limit": 1, "SmsSdkAppId": APP,
@@ -182,7 +182,7 @@ def test_common_client_errors(sim, no_proxy):
     assert set(response["Response"]) == {"PullSmsSendStatusSet", "RequestId"}
 
 
-def test_injected_faults_as_the_sdk_sees_them(no_proxy):
+def test_injected_faults_as_the_sdk_sees_them():
     sim = start(faults="PullSmsSendStatus:http503=1;PullSmsReplyStatus:ratelimit=1;SendStatusStatistics:internal=1")
     try:
         client = sdk_client(sim)

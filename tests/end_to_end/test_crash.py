@@ -16,12 +16,12 @@ import zoneinfo
 
 import duckdb
 import pytest
+from support import sim_client
 
-from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
 from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
-from pipelines.tencent.client import RetryPolicy, SmsApiClient
+from pipelines.tencent.client import RetryPolicy
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sending_app import load_source_files
@@ -104,8 +104,7 @@ def test_kill_at_random_points_loses_nothing_that_reached_the_spool(tmp_path):
         assert indeterminate > 0
 
         # gap filling by phone number recovers them
-        client = SmsApiClient(endpoint=sim.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY,
-                              sdk_app_id=DEMO_SDK_APP_ID, rate_limits={}, retry=RetryPolicy(base_seconds=0.01))
+        client = sim_client(sim, retry=RetryPolicy(base_seconds=0.01))
         sim.set_faults("")
         spool = Spool(spool_dir)
         first = dt.datetime.fromtimestamp(now, dt.UTC).date() - dt.timedelta(days=3)

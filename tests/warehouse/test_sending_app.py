@@ -5,15 +5,12 @@ reported without stopping the others, and reloading is exact and idempotent."""
 import csv
 import io
 
-import duckdb
 import orjson
 import polars as pl
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.warehouse import sending_app as sources
-from pipelines.warehouse.db import sql_text
 from pipelines.warehouse.sending_app import load_source_files
 
 SEND_FIELDS = ["SerialNo", "PhoneNumber", "Fee", "SessionContext", "Code", "Message", "IsoCode", "SendTime",
@@ -41,14 +38,6 @@ CONVERSIONS = [
 
 RAW_SEND_COLUMNS = "serial_no, phone_number, fee, session_context, code, message, iso_code, send_time, " \
                    "sms_sdk_app_id, template_id, sign_name, source_row"
-
-
-@pytest.fixture
-def con(tmp_path):
-    connection = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    connection.execute(sql_text("ddl/raw"))
-    yield connection
-    connection.close()
 
 
 def write_ndjson(path, records):

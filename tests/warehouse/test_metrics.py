@@ -103,11 +103,11 @@ def insert_stats(con, rows):
 
 
 @pytest.fixture
-def con(tmp_path):
-    with open_warehouse(tmp_path / "w.duckdb") as con:
-        insert(con, "marts.message_status", MESSAGE_COLUMNS, MESSAGES)
-        insert(con, "marts.replies", REPLY_COLUMNS, REPLIES)
-        yield con
+def con(con):
+    """The shared new warehouse, with the hand-made messages and replies of this module."""
+    insert(con, "marts.message_status", MESSAGE_COLUMNS, MESSAGES)
+    insert(con, "marts.replies", REPLY_COLUMNS, REPLIES)
+    return con
 
 
 def rows(con, sql, params=None):

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import phonenumbers
 import pytest
-from simulator_fixtures import APP, Api, start
+from support import APP, Api, start
 
 from pipelines.simulator import catalog as C
 from pipelines.simulator.faults import FaultPlan, FaultSpecError

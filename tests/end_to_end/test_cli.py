@@ -16,7 +16,7 @@ from pipelines.config import DEMO_SECRET_KEY
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def smsledger(*args, env=None, cwd=None, timeout=300):

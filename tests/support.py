@@ -1,18 +1,23 @@
-"""Helpers shared by the simulator tests: signed raw requests (with the project's own signer, not
-the client under development) and the official SDK pointed at a running simulator."""
+"""Helpers shared by the tests (the fixtures are in conftest.py): simulators, a client of ours for
+one, the demo-like settings of a pipeline pointed at one, signed raw requests (with the project's
+own signer, not the client under development) and the official SDK pointed at a simulator."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
+from pipelines.app.demo import demo_settings
+from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
+from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.signing import API_VERSION, authorization_header
 
 APP = DEMO_SDK_APP_ID
@@ -20,13 +25,27 @@ SMALL = {"port": 0, "days": 7, "messages_per_day": 300, "seed": 11, "clock_runs"
 
 
 def start(**overrides: Any) -> Simulator:
+    """A started simulator: a small seeded week with a frozen clock, unless overridden."""
     return Simulator(SimulatorConfig(**{**SMALL, **overrides})).start()
 
 
-@pytest.fixture
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def sim_client(sim: Simulator, **overrides: Any) -> SmsApiClient:
+    """Our client pointed at a simulator with its demo keys; no rate limits unless given."""
+    options = {"rate_limits": {}, **overrides}
+    return SmsApiClient(endpoint=sim.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY,
+                        sdk_app_id=DEMO_SDK_APP_ID, **options)
+
+
+def pipeline_settings(root: Path, sim: Simulator, first_day: dt.date, **overrides: Any) -> Settings:
+    """The settings `smsledger demo` gives a pipeline pointed at a simulator (its keys, its
+    files, a warehouse and spool under `root`), with a Dagster instance of the test's own."""
+    home = root / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    base = Settings(secret_id="", secret_key="", dagster_home=home)
+    settings = demo_settings(base, sim.url, root, first_day)
+    return dataclasses.replace(settings, sends_path=str(sim.config.out_dir / "sends.ndjson"),
+                               conversions_path=str(sim.config.out_dir / "conversions.ndjson"), **overrides)
 
 
 class Api:

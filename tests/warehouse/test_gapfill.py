@@ -4,12 +4,13 @@ import datetime as dt
 import time
 import zoneinfo
 
-from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY
+from support import sim_client
+
 from pipelines.ingest.drain import drain_queue
 from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
-from pipelines.tencent.client import RetryPolicy, SmsApiClient
+from pipelines.tencent.client import RetryPolicy
 from pipelines.warehouse.db import open_warehouse
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sending_app import load_source_files
@@ -22,8 +23,7 @@ def test_replies_lost_in_broken_pulls_are_recovered(tmp_path):
     config = SimulatorConfig(port=0, seed=12, days=2, messages_per_day=1500, out_dir=tmp_path / "sim", now=now,
                              clock_runs=False, rate_scale=0, faults="PullSmsReplyStatus:reset=0.4,truncate=0.2")
     with Simulator(config) as sim:
-        client = SmsApiClient(endpoint=sim.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY,
-                              sdk_app_id=DEMO_SDK_APP_ID, rate_limits={}, retry=RetryPolicy(base_seconds=0.001))
+        client = sim_client(sim, retry=RetryPolicy(base_seconds=0.001))
         spool = Spool(tmp_path / "spool")
         drain_queue(client, spool, "PullSmsSendStatus")
         report = drain_queue(client, spool, "PullSmsReplyStatus", limit=5, max_consecutive_failures=50)

@@ -22,17 +22,26 @@ Answers are JSON (arrays for the truth lists); errors are 4xx with {"error": "..
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+import zoneinfo
+from typing import Any, Protocol
 
 import orjson
 
 from pipelines.simulator import api
-from pipelines.simulator.faults import FaultSpecError
-from pipelines.simulator.state import ClockError
+from pipelines.simulator.faults import FaultPlan, FaultSpecError
+from pipelines.simulator.state import ClockError, SimState
 from pipelines.simulator.wire import Request
 
-if TYPE_CHECKING:
-    from pipelines.simulator.service import Service
+
+class Service(Protocol):
+    """What the routes use of a running service (`service.Service`, which dispatches to them)."""
+
+    state: SimState
+    plan: FaultPlan
+    stats: Any
+    provider_tz: zoneinfo.ZoneInfo
+
+    def set_faults(self, spec: str) -> FaultPlan: ...
 
 
 def route(service: Service, request: Request) -> tuple[int, Any]:

@@ -262,14 +262,19 @@ def parse_number(text: str) -> phonenumbers.PhoneNumber | None:
     return number if phonenumbers.is_possible_number(number) else None
 
 
-def _describe_phone_number_info(params: dict[str, Any], ctx: Context) -> Result:
-    from phonenumbers import geocoder  # 0.3 s to import: only when this action is used
-
+def _phone_number_set(params: dict[str, Any]) -> list[str]:
     numbers = params["PhoneNumberSet"]
     if not numbers:
         raise ApiError("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty.")
     if len(numbers) > _MAX_NUMBERS:
         raise ApiError("LimitExceeded.PhoneNumberCountLimit", "PhoneNumberSet holds at most 200 numbers.")
+    return numbers
+
+
+def _describe_phone_number_info(params: dict[str, Any], ctx: Context) -> Result:
+    from phonenumbers import geocoder  # 0.3 s to import: only when this action is used
+
+    numbers = _phone_number_set(params)
     infos = []
     for text in numbers:
         number = parse_number(text)
@@ -297,11 +302,7 @@ def _report_conversion(params: dict[str, Any], ctx: Context) -> Result:
 
 
 def _send_sms(params: dict[str, Any], ctx: Context) -> Result:
-    numbers = params["PhoneNumberSet"]
-    if not numbers:
-        raise ApiError("MissingParameter.EmptyPhoneNumberSet", "PhoneNumberSet is empty.")
-    if len(numbers) > _MAX_NUMBERS:
-        raise ApiError("LimitExceeded.PhoneNumberCountLimit", "PhoneNumberSet holds at most 200 numbers.")
+    numbers = _phone_number_set(params)
     state = ctx.state
     template = next((t for t in state.traffic.templates if str(t.template_id) == params["TemplateId"]), None)
     if template is None or template.status_code != 0:

@@ -19,6 +19,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets.checks import build_checks  # noqa: E402
+from assets.housekeeping import release_dead_runs_sensor  # noqa: E402
 from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates  # noqa: E402
 from assets.marts import mart_assets  # noqa: E402
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START  # noqa: E402
@@ -71,6 +72,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=build_checks(partitions),
         jobs=[drain_job, daily_job],
         schedules=[drain_schedule, daily_schedule],
+        sensors=[release_dead_runs_sensor],
         resources={
             "sms_api": SmsApiResource.from_settings(settings),
             "warehouse": WarehouseResource(path=str(settings.warehouse), spool_dir=str(settings.spool_dir)),

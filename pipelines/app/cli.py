@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import orjson
 from pipelines.config import ConfigError, Settings
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
-from pipelines.app.errors import CommandError, RunFailedError
+from pipelines.app.errors import STOP_REQUESTED, CommandError, RunFailedError
 from pipelines.warehouse.db import WarehouseBusyError
 
 # Actions whose request carries the application id; `smsledger api` fills it in when omitted.
@@ -184,9 +185,21 @@ def load_dotenv(path: Path = Path(".env")) -> None:
             os.environ.setdefault(key.strip(), value)
 
 
+def _stop_on_signals() -> None:
+    """SIGINT (Ctrl-C) and SIGTERM (a service manager, `timeout`, `kill`) stop the command: the
+    run in progress is ended and marked failed, and no further run starts."""
+    def stop(signum: int, frame: object) -> None:
+        STOP_REQUESTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     load_dotenv()
+    _stop_on_signals()
     run: Callable[[argparse.Namespace], int] = ns.run
     try:
         return run(ns)
@@ -195,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smsledger {ns.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(f"smsledger {ns.command}: stopped", file=sys.stderr)
         return 130
 
 

@@ -1,4 +1,11 @@
-"""Failures of the commands, reported as one line and exit status 1 (`pipelines.app.cli.main`)."""
+"""Failures of the commands, reported as one line and exit status 1 (`pipelines.app.cli.main`),
+and the stop a person asked for."""
+
+import threading
+
+# Set by the CLI's SIGINT/SIGTERM handler. Dagster turns an interrupt into a failed run rather
+# than an exception, so after each run the runner checks this and stops the command.
+STOP_REQUESTED = threading.Event()
 
 
 class CommandError(Exception):

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from assets.definitions import DAILY_JOB, DRAIN_JOB, build_definitions
-from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START
-from pipelines.app.errors import RunFailedError
+from assets.housekeeping import liveness_tags, release_dead_runs
+from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START, WAREHOUSE_POOL
+from pipelines.app.errors import STOP_REQUESTED, RunFailedError
 from pipelines.config import Settings
 
 INSTANCE_DEFAULTS = """\
@@ -21,8 +25,8 @@ concurrency:
 telemetry:
   enabled: false
 """
-# The CLI prints its own progress; Dagster's step events stay in the run's logs (the UI).
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI prints its own lines; Dagster's step events and stack traces stay in the run's logs (the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def dagster_home(settings: Settings, root: Path | None = None) -> Path:
@@ -44,15 +48,70 @@ def instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home(settings).resolve()))
 
 
-def _execute(settings: Settings, job: dg.JobDefinition, name: str, **kwargs) -> dg.ExecuteInProcessResult:
+def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable[[str], None],
+             **kwargs) -> dg.ExecuteInProcessResult:
+    """Run `job` in this process on the local instance. Runs whose process died are released
+    first, and while this run waits for the warehouse pool it says whom it waits for."""
+    run_id = make_new_run_id()
     try:
         with instance(settings) as dagster_instance:
-            result = job.execute_in_process(instance=dagster_instance, raise_on_error=False, **kwargs)
+            for released in release_dead_runs(dagster_instance):
+                log(released.line())
+            tags = {**kwargs.pop("tags", {}), **liveness_tags()}
+            with _PoolWatch(dagster_instance, run_id, log):
+                result = job.execute_in_process(instance=dagster_instance, raise_on_error=False, run_id=run_id,
+                                                tags=tags, **kwargs)
     except dg.DagsterError as exc:
         raise RunFailedError(f"{name}: {' '.join(str(exc).split())[:500]}") from None
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
     if not result.success:
         raise RunFailedError(f"{name}: {_failure_line(result)}")
     return result
+
+
+class _PoolWatch:
+    """A thread that notices when the run waits for a slot of the warehouse pool held by another
+    run, says so (once, then every minute) naming the holder, and releases the holder if its
+    process dies meanwhile."""
+
+    def __init__(self, dagster_instance: dg.DagsterInstance, run_id: str, log: Callable[[str], None],
+                 interval: float = 2.0):
+        self._instance, self._run_id, self._log, self._interval = dagster_instance, run_id, log, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="smsledger-pool-watch", daemon=True)
+
+    def __enter__(self) -> _PoolWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        said_at = None
+        waiting_since = None
+        while not self._stop.wait(self._interval):
+            try:
+                info = self._instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+            except Exception:  # the watch only informs; it must never break the run
+                return
+            ours_waiting = any(p.run_id == self._run_id and p.assigned_timestamp is None for p in info.pending_steps)
+            others = [(s.run_id, s.step_key) for s in info.claimed_slots if s.run_id != self._run_id]
+            if not (ours_waiting and others):
+                waiting_since = said_at = None
+                continue
+            # The holder may have died while we waited: release it, and the claim goes through.
+            for released in release_dead_runs(self._instance):
+                self._log(released.line())
+            now = time.monotonic()
+            waiting_since = waiting_since or now
+            if said_at is None or now - said_at >= 60:
+                holders = ", ".join(f"run {run_id[:8]} (step {step})" for run_id, step in others)
+                self._log(f"waiting {now - waiting_since + self._interval:.0f}s for the warehouse (pool {WAREHOUSE_POOL}), "
+                          f"held by {holders}; Ctrl-C stops waiting")
+                said_at = now
 
 
 def _failure_line(result: dg.ExecuteInProcessResult) -> str:
@@ -69,7 +128,7 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
     run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
-    result = _execute(settings, job, DRAIN_JOB, run_config=run_config)
+    result = _execute(settings, job, DRAIN_JOB, log, run_config=run_config)
     log(f"drained queues and loaded raw tables (run {result.run_id[:8]})")
     return result
 
@@ -83,6 +142,6 @@ def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
     tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
-    result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", tags=tags, run_config=QUIET)
+    result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", log, tags=tags, run_config=QUIET)
     log(f"materialized {first}..{last} (run {result.run_id[:8]})")
     return result

@@ -17,18 +17,29 @@ from pipelines.days import days_of
 from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
 from pipelines.ingest.statistics import fetch_statistics, store_statistics
 from pipelines.tencent import actions as A
-from pipelines.tencent.errors import TencentCloudError
+from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import sql_text
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sending_app import load_source_files
 
 
+QUEUE_DRAINED = "queue_drained"
+STATISTICS_COMPLETE = "statistics_complete"
+NAMES_LISTED = "names_listed"
+
+# The `cause` of a step's failure, for the CLI: an endpoint that cannot be reached stops a sync.
+UNREACHABLE = "unreachable"
+
+
 @contextlib.contextmanager
 def provider_errors():
-    """A provider error that a retry cannot fix (credentials, permissions, parameters) fails the
-    step at once with its one line; transient ones are left to the retry policy."""
+    """A provider error that a retry cannot fix (credentials, permissions, parameters) or an
+    endpoint that cannot be reached fails the step at once with its one line; transient ones are
+    left to the retry policy."""
     try:
         yield
+    except Unreachable as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False, metadata={"cause": UNREACHABLE}) from None
     except TencentCloudError as exc:
         if exc.retryable:
             raise
@@ -43,17 +54,22 @@ class DrainConfig(dg.Config):
     key=["spool", "queue_pages"],
     group_name="ingestion",
     kinds={"python"},
-    retry_policy=TRANSIENT_RETRY,
+    check_specs=[dg.AssetCheckSpec(QUEUE_DRAINED, asset=["spool", "queue_pages"],
+                                   description="Both queues were pulled until empty or until the time budget; a drain "
+                                               "stopped by failures or a provider error fails this check.")],
 )
 def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api: SmsApiResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Raw responses of PullSmsSendStatus and PullSmsReplyStatus, written to the spool (fsynced)
     before parsing, until both queues are empty or the time budget is spent. Needs no database:
-    it keeps working while another process holds the warehouse."""
+    it keeps working while another process holds the warehouse. A queue that cannot be drained
+    (a provider error, too many failed pulls in a row) fails the check `queue_drained`; what was
+    spooled still loads in the next step."""
     spool = warehouse.spool()
     metadata: dict[str, dg.RawMetadataValue] = {}
-    failures: list[str] = []
-    with sms_api.client() as client:
+    problems: list[str] = []
+    errors = 0
+    with provider_errors(), sms_api.client() as client:
         for action, name in ((A.PULL_SEND_STATUS, "receipts"), (A.PULL_REPLY_STATUS, "replies")):
             # Each queue on its own: replies not enabled for the application must not stop receipts.
             try:
@@ -61,8 +77,9 @@ def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api:
                                      workers=sms_api.workers)
             except TencentCloudError as exc:
                 context.log.error(str(exc))
-                failures.append(str(exc))
+                problems.append(str(exc))
                 metadata[f"{name}_error"] = exc.code
+                errors += 1
                 continue
             context.log.info(f"{action}: {report.records} records in {report.pulls} pulls "
                              f"({report.pulls_per_second:.0f}/s), stopped by {report.stopped_by}")
@@ -71,12 +88,23 @@ def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api:
                 f"{name}_pulls": report.pulls,
                 f"{name}_indeterminate_pulls": report.indeterminate,
                 f"{name}_throttled": report.throttled,
-                f"{name}_drained": report.drained,
+                f"{name}_failed_pulls": report.transient_errors + report.unreachable,
+                f"{name}_stopped_by": report.stopped_by,
             })
-    if failures:
-        # What was spooled stays in the spool: the next load (or the daily run's gap filling) takes it.
-        raise dg.Failure(description="; ".join(failures), metadata=metadata, allow_retries=False)
-    return dg.MaterializeResult(metadata=metadata)
+            if report.stopped_by in ("failures", "error"):
+                failed = report.indeterminate + report.throttled + report.transient_errors + report.unreachable
+                problem = (f"{action}: the drain stopped on failures ({failed} failed pulls: {report.indeterminate} "
+                           f"indeterminate, {report.throttled} throttled, {report.transient_errors + report.unreachable} "
+                           f"other); {report.records:,} records spooled, the queue keeps the rest for the next drain")
+                context.log.warning(problem)
+                problems.append(problem)
+    if errors == 2:
+        # Nothing was pulled at all (credentials, the application id): no reason to go on.
+        raise dg.Failure(description="; ".join(problems), metadata=metadata, allow_retries=False)
+    return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
+        check_name=QUEUE_DRAINED, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or None, metadata={"problems": len(problems)},
+    )])
 
 
 @dg.asset(
@@ -142,41 +170,57 @@ def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResou
 
 
 @dg.asset(key=["raw", "signs_and_templates"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
-          retry_policy=TRANSIENT_RETRY)
+          check_specs=[dg.AssetCheckSpec(NAMES_LISTED, asset=["raw", "signs_and_templates"],
+                                         description="The signature and template lists could be read.")])
 def signs_and_templates(context: dg.AssetExecutionContext, sms_api: SmsApiResource,
                         warehouse: WarehouseResource) -> dg.MaterializeResult:
     """raw.signs and raw.templates from DescribeSmsSignList / DescribeSmsTemplateList. Optional:
-    personal accounts and sub-account keys may not list them, which only costs the names."""
+    personal accounts and sub-account keys may not list them, which only costs the names, so no
+    failure here fails the run; it shows as a warning of the check `names_listed`."""
     try:
         with sms_api.client() as client:
             signs, templates = fetch_dimensions(client)
-    except TencentCloudError as exc:
-        if exc.retryable:
-            raise
+    except (TencentCloudError, TransportError) as exc:
         context.log.warning(f"signatures and templates not listed: {exc}")
-        return dg.MaterializeResult(metadata={"signs": 0, "templates": 0, "error": str(exc)})
+        return dg.MaterializeResult(metadata={"signs": 0, "templates": 0, "error": str(exc)}, check_results=[
+            dg.AssetCheckResult(check_name=NAMES_LISTED, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                description=f"signatures and templates not listed: {exc}")])
     with warehouse.connect() as con:
         report = store_dimensions(con, signs, templates)
-    return dg.MaterializeResult(metadata={"signs": report.signs, "templates": report.templates})
+    return dg.MaterializeResult(metadata={"signs": report.signs, "templates": report.templates},
+                                check_results=[dg.AssetCheckResult(check_name=NAMES_LISTED, passed=True)])
 
 
 def daily_assets(partitions: dg.DailyPartitionsDefinition):
     """The daily-partitioned ingestion assets (built per partitions definition)."""
 
-    @dg.asset(key=["raw", "statistics_hourly"], retry_policy=TRANSIENT_RETRY, **options.daily(partitions, "ingestion"))
+    @dg.asset(key=["raw", "statistics_hourly"],
+              check_specs=[dg.AssetCheckSpec(STATISTICS_COMPLETE, asset=["raw", "statistics_hourly"],
+                                             description="Every hour of the days has the provider's statistics.")],
+              **options.daily(partitions, "ingestion"))
     def statistics_hourly(context: dg.AssetExecutionContext, sms_api: SmsApiResource, warehouse: WarehouseResource,
                           metrics: MetricsConfig) -> dg.MaterializeResult:
         """SendStatusStatistics and CallbackStatusStatistics for every provider hour that covers the
-        partition's days, one row per hour (a re-pull replaces the hour)."""
+        partition's days, one row per hour (a re-pull replaces the hour). Statistics only enrich:
+        hours the provider did not answer after retries are left out and named by the check
+        `statistics_complete` (a warning), and the day's other marts build all the same."""
         days = days_of(context, partitions)
         with provider_errors(), sms_api.client() as client:
-            frame = fetch_statistics(client, days)
+            fetched = fetch_statistics(client, days)
         with warehouse.connect() as con:
-            report = store_statistics(con, frame)
+            report = store_statistics(con, fetched.frame)
+        for problem in fetched.problems[:5]:
+            context.log.warning(problem)
+        missing = len(fetched.problems)
         return dg.MaterializeResult(metadata={
-            "hours": report.hours, "provider_request_success_count": report.request_success_count,
+            "hours": report.hours, "hours_missing": missing,
+            "provider_request_success_count": report.request_success_count,
             "provider_callback_count": report.callback_count,
-        })
+        }, check_results=[dg.AssetCheckResult(
+            check_name=STATISTICS_COMPLETE, passed=not missing, severity=dg.AssetCheckSeverity.WARN,
+            description=(f"{missing} hours without the provider's statistics (first: {fetched.problems[0]}); "
+                         "the next run asks again") if missing else None,
+        )])
 
     @dg.asset(key=["raw", "gap_fill"], deps=[raw_queue_records, ["raw", "sends"]], retry_policy=TRANSIENT_RETRY,
               **options.daily(partitions, "ingestion"))

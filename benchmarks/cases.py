@@ -529,7 +529,7 @@ def bench_metric_rebuild(ctx: Context) -> dict:
             conversions = load_source_files(con, "conversions", str(root / "simulator" / "conversions.ndjson"))
             setup["load_source_files"] = time.perf_counter() - t
             t = time.perf_counter()
-            stats = store_statistics(con, fetch_statistics(client, all_days))
+            stats = store_statistics(con, fetch_statistics(client, all_days).frame)
             setup["statistics"] = time.perf_counter() - t
         client.close()
     ctx.log(f"warehouse filled: {loaded['new_records']:,} records, {sends.rows:,} sends, "

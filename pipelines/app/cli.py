@@ -89,36 +89,50 @@ def _date(text: str) -> dt.date:
 
 
 def _cmd_sync(ns: argparse.Namespace) -> int:
-    from pipelines.app.runner import run_days, run_drain
+    from pipelines.app.runner import check_days, last_complete_day, run_days, run_drain
 
     settings = Settings.from_env()
     if ns.date:
         first = last = ns.date
     else:
-        yesterday = dt.datetime.now(settings.tz).date() - dt.timedelta(days=1)
-        first = max(settings.start_date, yesterday - dt.timedelta(days=settings.rematerialize_days))
-        last = yesterday
-    # A failed drain leaves what it spooled for the daily run to load; report it after that run.
+        last = last_complete_day(settings)
+        first = max(settings.start_date, last - dt.timedelta(days=settings.rematerialize_days))
+    check_days(settings, first, last)  # before the drain: queue records are handed out once
+    outcomes = []
+    # A drain that failed leaves what it spooled for the next load; the days are still built from
+    # what the warehouse holds, unless the provider cannot be reached at all.
     drain_error = None
     try:
-        run_drain(settings, time_budget_seconds=ns.time_budget)
+        outcomes.append(run_drain(settings, time_budget_seconds=ns.time_budget))
     except RunFailedError as exc:
+        if exc.cause == "unreachable":
+            raise
         drain_error = exc
         print(f"smsledger sync: {exc}; materializing the days from what the warehouse holds", file=sys.stderr)
-    run_days(settings, first, last)
+    outcomes.append(run_days(settings, first, last))
     if drain_error is not None:
         raise drain_error
-    return 0
+    return _report(ns.command, outcomes)
 
 
 def _cmd_backfill(ns: argparse.Namespace) -> int:
-    from pipelines.app.runner import run_days, run_drain
+    from pipelines.app.runner import check_days, run_days, run_drain
 
     settings = Settings.from_env()
+    check_days(settings, ns.start, ns.end)  # before the drain: queue records are handed out once
+    outcomes = []
     if not ns.skip_drain:
-        run_drain(settings, time_budget_seconds=ns.time_budget)
-    run_days(settings, ns.start, ns.end)
-    return 0
+        outcomes.append(run_drain(settings, time_budget_seconds=ns.time_budget))
+    outcomes.append(run_days(settings, ns.start, ns.end))
+    return _report(ns.command, outcomes)
+
+
+def _report(command: str, outcomes: list) -> int:
+    """One line per failed or warned check; exit status 1 when a check of severity ERROR failed."""
+    lines = [line for outcome in outcomes for line in outcome.lines()]
+    for line in lines:
+        print(f"smsledger {command}: {line}", file=sys.stderr)
+    return 1 if any(outcome.errors for outcome in outcomes) else 0
 
 
 def _cmd_sql(ns: argparse.Namespace) -> int:

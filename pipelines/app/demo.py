@@ -47,15 +47,17 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> str:
     """Run the demo; returns the printed summary."""
-    from pipelines.app.runner import run_days, run_drain
+    from pipelines.app.runner import last_complete_day, run_days, run_drain
     from pipelines.simulator.config import SimulatorConfig
     from pipelines.simulator.server import Simulator
     from pipelines.app.summary import summary
 
     started = time.monotonic()
-    today = dt.datetime.now(dt.UTC).date()
-    end = dt.datetime.combine(today, dt.time(0), dt.UTC)
-    first_day, last_day = today - dt.timedelta(days=days), today - dt.timedelta(days=1)
+    # The traffic ends at today's midnight in the partition zone, so the demo's days are whole.
+    last_day = last_complete_day(base)
+    today = last_day + dt.timedelta(days=1)
+    end = dt.datetime.combine(today, dt.time(0), base.tz)
+    first_day = today - dt.timedelta(days=days)
 
     demo_dir = data_dir / "demo"
     warehouse = demo_dir / "warehouse.duckdb"
@@ -78,7 +80,7 @@ def run_demo(
         log(f"materializing {first_day}..{last_day} (Dagster job daily_partitions, one run) ...")
         run_days(settings, first_day, last_day, log=log)
     stamp.write_text(f"{today}:{seed}:{messages_per_day}:{days}")
-    text = summary(warehouse, first_day, last_day)
+    text = summary(warehouse, first_day, last_day, base.timezone)
     log(text)
     log(f"demo finished in {time.monotonic() - started:.0f}s. Next:\n"
         f"  make dev   (or: DAGSTER_HOME=$PWD .venv/bin/dagster dev) and open http://127.0.0.1:3000 to see the runs\n"

@@ -13,4 +13,9 @@ class CommandError(Exception):
 
 
 class RunFailedError(CommandError):
-    """A Dagster run failed; the message names the step and its error in one line."""
+    """A Dagster run failed; the message names the step and its error in one line. `cause` is the
+    failing step's own label for its failure when it gave one (e.g. "unreachable")."""
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause

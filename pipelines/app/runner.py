@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -15,7 +16,7 @@ from dagster._core.utils import make_new_run_id
 from assets.definitions import DAILY_JOB, DRAIN_JOB, build_definitions
 from assets.housekeeping import liveness_tags, release_dead_runs
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START, WAREHOUSE_POOL
-from pipelines.app.errors import STOP_REQUESTED, RunFailedError
+from pipelines.app.errors import STOP_REQUESTED, CommandError, RunFailedError
 from pipelines.config import Settings
 
 INSTANCE_DEFAULTS = """\
@@ -66,7 +67,8 @@ def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable
     if STOP_REQUESTED.is_set():
         raise KeyboardInterrupt
     if not result.success:
-        raise RunFailedError(f"{name}: {_failure_line(result)}")
+        line, cause = _failure(result)
+        raise RunFailedError(f"{name}: {line}", cause)
     return result
 
 
@@ -114,34 +116,77 @@ class _PoolWatch:
                 said_at = now
 
 
-def _failure_line(result: dg.ExecuteInProcessResult) -> str:
+def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, str | None]:
+    """The first failed step's one line, and the cause it labelled itself with, if any."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            error = event.step_failure_data.error
+            data = event.step_failure_data
+            error = data.error
             while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError", "RetryRequestedFromPolicy"):
                 error = error.cause
-            return f"step {event.step_key} failed: {error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name}"
-    return "run failed"
+            text = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+            cause = data.user_failure_data.metadata.get("cause") if data.user_failure_data else None
+            return f"step {event.step_key} failed: {text}", (cause.value if cause is not None else None)
+    return "run failed", None
 
 
-def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
+@dataclasses.dataclass
+class Outcome:
+    """What a run found wrong without failing: one line per failed or warned check."""
+
+    run_id: str
+    errors: list[str] = dataclasses.field(default_factory=list)  # checks of severity ERROR that failed
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"error: {line}" for line in self.errors] + [f"warning: {line}" for line in self.warnings]
+
+
+def _outcome(result: dg.ExecuteInProcessResult) -> Outcome:
+    outcome = Outcome(result.run_id)
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        where = f" ({evaluation.partition})" if getattr(evaluation, "partition", None) else ""
+        line = f"{evaluation.asset_key.to_user_string()} check {evaluation.check_name}{where}: {evaluation.description or 'failed'}"
+        (outcome.errors if evaluation.severity == dg.AssetCheckSeverity.ERROR else outcome.warnings).append(line)
+    return outcome
+
+
+def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in the partition zone: the latest daily partition that exists."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(settings.tz).date() - dt.timedelta(days=1)
+
+
+def check_days(settings: Settings, first: dt.date, last: dt.date) -> None:
+    """Refuse days that are not daily partitions, before anything is done for them."""
+    if last < first:
+        raise CommandError(f"the end {last} is before the start {first}")
+    if first < settings.start_date:
+        raise CommandError(f"{first} is before SMSLEDGER_START_DATE ({settings.start_date}); set it earlier to "
+                           "backfill that far")
+    latest = last_complete_day(settings)
+    if last > latest:
+        raise CommandError(f"{last} has not ended yet in {settings.timezone} (SMSLEDGER_TIMEZONE); the latest "
+                           f"complete day is {latest}")
+
+
+def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Callable[[str], None] = print) -> Outcome:
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
     run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
     result = _execute(settings, job, DRAIN_JOB, log, run_config=run_config)
     log(f"drained queues and loaded raw tables (run {result.run_id[:8]})")
-    return result
+    return _outcome(result)
 
 
-def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
+def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable[[str], None] = print) -> Outcome:
     """Materialize the daily partitions [first, last] in a single run (a single-run backfill)."""
-    if last < first:
-        raise ValueError(f"end {last} is before start {first}")
-    if first < settings.start_date:
-        raise ValueError(f"{first} is before SMSLEDGER_START_DATE ({settings.start_date}); set it earlier to backfill")
+    check_days(settings, first, last)
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
     tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
     result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", log, tags=tags, run_config=QUIET)
     log(f"materialized {first}..{last} (run {result.run_id[:8]})")
-    return result
+    return _outcome(result)

@@ -12,7 +12,7 @@ def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:5.1f}%"
 
 
-def summary(warehouse: Path, first: dt.date, last: dt.date) -> str:
+def summary(warehouse: Path, first: dt.date, last: dt.date, timezone: str = "UTC") -> str:
     con = connect(warehouse, read_only=True)
     try:
         params = {"first_day": first, "last_day": last}
@@ -23,7 +23,7 @@ def summary(warehouse: Path, first: dt.date, last: dt.date) -> str:
         con.close()
     lines = [
         "",
-        f"Delivery and conversion, {first} .. {last} (UTC days)",
+        f"Delivery and conversion, {first} .. {last} (days in {timezone})",
         "  day          submitted  delivered   failed  pending  delivery  conversion  replies  opt-outs",
     ]
     for day, submitted, delivered, failed, pending, rate, conversions, conv_rate, replies, opt_outs in days:

@@ -23,7 +23,7 @@ from pathlib import Path
 from pipelines.tencent import actions as A
 from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.envelope import parse_page
-from pipelines.tencent.errors import TencentCloudError, TransportError
+from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.spool import INDETERMINATE, Spool, process_alive
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,10 @@ class DrainReport:
     indeterminate: int = 0
     throttled: int = 0
     transient_errors: int = 0
+    unreachable: int = 0  # requests that never left this machine (nothing handed out)
     seconds: float = 0.0
     drained: bool = False  # the queue answered with a short page
-    stopped_by: str = ""  # drained | time_budget | failures | error
+    stopped_by: str = ""  # drained | time_budget | failures | error | unreachable
 
     @property
     def pulls_per_second(self) -> float:
@@ -57,15 +58,17 @@ def drain_queue(
     max_consecutive_failures: int = 8,
 ) -> DrainReport:
     """Pull `action` until the queue is empty or the budget is spent. Raises TencentCloudError on a
-    permanent error (bad credentials, wrong app id): retrying those cannot help."""
+    permanent error (bad credentials, wrong app id), and Unreachable when the endpoint cannot be
+    reached from the first pull on: retrying those cannot help now."""
     if action not in A.QUEUE_ACTIONS:
         raise ValueError(f"{action} is not a queue action")
     report = DrainReport(action)
     _claim(spool, action)
     try:
         _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures)
-    except TencentCloudError:
-        # An error answer hands nothing out: the drain ended cleanly, if unsuccessfully.
+    except (TencentCloudError, Unreachable):
+        # An error answer, or a request that never left, hands nothing out: the drain ended
+        # cleanly, if unsuccessfully.
         _inflight(spool, action).unlink(missing_ok=True)
         raise
     # Only a drain that returns clears its mark; one that died of anything else (a full disk under
@@ -99,7 +102,7 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
     lock = threading.Lock()
     stop = threading.Event()
     failures = 0
-    fatal: list[TencentCloudError] = []
+    fatal: list[TencentCloudError | Unreachable] = []
     started = time.monotonic()
     deadline = started + time_budget_seconds
 
@@ -129,7 +132,21 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
             if time.monotonic() >= deadline:
                 finish("time_budget")
                 return
-            raw = client.pull_queue_raw(action, limit)
+            try:
+                raw = client.pull_queue_raw(action, limit)
+            except Unreachable as exc:
+                with lock:
+                    reached = report.pulls > report.unreachable
+                if not reached:  # unreachable from the start: say so now instead of retrying for minutes
+                    with lock:
+                        report.pulls += 1
+                        report.unreachable += 1
+                    fatal.append(exc)
+                    finish("unreachable")
+                    return
+                if failed("unreachable"):
+                    return
+                continue
             if raw.indeterminate:
                 spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
                 log.warning("%s: indeterminate pull (%s); records may have left the queue", action, raw.failure)

@@ -18,6 +18,7 @@ import polars as pl
 
 from pipelines.normalize.timestamps import provider_hour_string
 from pipelines.tencent.client import SmsApiClient
+from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import insert_frame, transaction
 from pipelines.days import DayRange
 
@@ -54,13 +55,32 @@ def hours_of(days: DayRange, *, now: dt.datetime | None = None) -> list[dt.datet
     return out
 
 
-def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4) -> pl.DataFrame:
-    """Both statistics of every hour of the days, one row per hour (no database needed)."""
+@dataclasses.dataclass
+class FetchedStatistics:
+    """The hours the provider answered, one row each, and a line per hour it did not."""
+
+    frame: pl.DataFrame
+    problems: list[str]
+
+
+def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4) -> FetchedStatistics:
+    """Both statistics of every hour of the days (no database needed). An hour that still fails
+    after the client's retries is left out and named; errors that no retry fixes (credentials,
+    an unreachable endpoint) are raised."""
     hours = hours_of(days)
 
-    def one(hour: dt.datetime) -> dict:
-        send = client.send_status_statistics(hour, hour)
-        callback = client.callback_status_statistics(hour, hour)
+    def one(hour: dt.datetime) -> dict | str:
+        try:
+            send = client.send_status_statistics(hour, hour)
+            callback = client.callback_status_statistics(hour, hour)
+        except Unreachable:
+            raise
+        except TencentCloudError as exc:
+            if not exc.retryable:
+                raise
+            return f"{hour:%Y-%m-%d %H:00Z}: {exc}"
+        except TransportError as exc:
+            return f"{hour:%Y-%m-%d %H:00Z}: {exc}"
         row = {"provider_hour": provider_hour_string(hour, client.provider_tz), "hour": hour}
         row.update({col: send.counters.get(api, 0) for api, col in SEND_FIELDS.items()})
         row.update({col: callback.counters.get(api, 0) for api, col in CALLBACK_FIELDS.items()})
@@ -69,13 +89,16 @@ def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4) 
         return row
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="statistics") as pool:
-        rows = list(pool.map(one, hours))
+        answers = list(pool.map(one, hours))
+    rows = [a for a in answers if isinstance(a, dict)]
+    problems = [a for a in answers if isinstance(a, str)]
     if not rows:
-        return pl.DataFrame()
-    return pl.DataFrame(rows).with_columns(
+        return FetchedStatistics(pl.DataFrame(), problems)
+    frame = pl.DataFrame(rows).with_columns(
         pl.col("hour").cast(pl.Datetime("us", "UTC")),
         pulled_at=pl.lit(dt.datetime.fromtimestamp(time.time(), dt.UTC)).cast(pl.Datetime("us", "UTC")),
     )
+    return FetchedStatistics(frame, problems)
 
 
 def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> StatisticsReport:

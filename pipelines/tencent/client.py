@@ -32,7 +32,7 @@ from pipelines.config import Settings, is_loopback
 from pipelines.normalize.timestamps import provider_hour_string
 from pipelines.tencent import actions as A
 from pipelines.tencent.envelope import Page, parse_page, parse_response
-from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
+from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable, WindowTooOldError
 from pipelines.tencent.ratelimit import RateLimiter
 from pipelines.tencent.signing import API_VERSION, CONTENT_TYPE, TC3Auth
 
@@ -170,11 +170,14 @@ class SmsApiClient:
 
     def _post_once(self, action: str, params: Mapping[str, Any]) -> bytes:
         """One rate-limited, signed POST. Returns the whole body of an HTTP 200, else raises
-        TransportError (connection trouble, timeout, 5xx, a body cut short)."""
+        Unreachable (the request never left) or TransportError (a timeout, a reset, 5xx, a body
+        cut short: the request may have been served)."""
         self.limiter.acquire(action)
         body = orjson.dumps(params)
         try:
             response = self._http.post("/", content=body, headers={"X-TC-Action": action})
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
+            raise Unreachable(action, self.endpoint, f"{exc.__class__.__name__}: {exc or 'connection failed'}") from None
         except httpx.TimeoutException as exc:
             raise TransportError(action, f"timed out ({exc.__class__.__name__})") from None
         except httpx.HTTPError as exc:
@@ -195,13 +198,16 @@ class SmsApiClient:
     # -- queue pulls -----------------------------------------------------------------------
 
     def pull_queue_raw(self, action: str, limit: int = A.MAX_LIMIT) -> RawPage:
-        """One queue pull, unparsed. Never retried here: see the module docstring."""
+        """One queue pull, unparsed. Never retried here: see the module docstring. Raises
+        Unreachable when the request never left this machine."""
         if action not in A.QUEUE_ACTIONS:
             raise ValueError(f"{action} is not a queue action")
         _check_limit(limit)
         started = time.monotonic()
         try:
             body = self._post_once(action, {"Limit": limit, "SmsSdkAppId": self.sdk_app_id})
+        except Unreachable:
+            raise  # nothing was handed out: not indeterminate
         except TransportError as exc:
             return RawPage(action, None, self._clock(), time.monotonic() - started, failure=exc.cause)
         return RawPage(action, body, self._clock(), time.monotonic() - started)

@@ -81,5 +81,19 @@ class TransportError(Exception):
         return f"{self.action}: {self.cause}"
 
 
+class Unreachable(TransportError):
+    """The request never left this machine: connection refused, a name that does not resolve, a
+    TLS handshake or proxy that failed. Nothing can have been handed out, so a queue pull that
+    fails this way is not indeterminate."""
+
+    def __init__(self, action: str, endpoint: str, cause: str):
+        super().__init__(action, cause)
+        self.endpoint = endpoint
+
+    def __str__(self) -> str:
+        return (f"cannot reach {self.endpoint} ({self.cause}); check SMSLEDGER_ENDPOINT, the network, "
+                "or the proxy (HTTPS_PROXY)")
+
+
 class WindowTooOldError(ValueError):
     """A by-number window reaching beyond the provider's 7-day retention; refused before any request."""

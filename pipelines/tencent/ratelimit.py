@@ -2,8 +2,8 @@
 
 The provider counts requests per action per second and answers `RequestLimitExceeded` beyond the
 documented limit. A well-behaved caller should never meet that error, so each action keeps a
-sliding log of reserved send times: the (n+1)-th request in any window waits until the oldest of
-the last n leaves it. The window is stretched by `1 / fraction` (default 0.9) so that a thread that
+sliding log of the times requests were let through: the (n+1)-th request in any window waits until
+the oldest of the last n leaves it. The window is stretched by `1 / fraction` (default 0.9) so that a thread that
 sends late after its reserved slot (the GIL, the scheduler) or network jitter, which bunch requests
 together on arrival, does not push the server's count over the limit: at 0.95 the demo still met
 one RequestLimitExceeded in a few thousand pulls.
@@ -38,25 +38,26 @@ class RateLimiter:
     def limit(self, action: str) -> float | None:
         return self._limits.get(action)
 
-    def reserve(self, action: str) -> float:
-        """Reserve the next free slot for `action`; returns how long the caller must wait."""
+    def acquire(self, action: str) -> None:
+        """Wait until `action` may be sent, and record the moment it is let through.
+
+        The moment recorded is when the caller proceeds, not when it first asked: a thread that
+        wakes late from its sleep (the GIL, the scheduler) is counted at the time it actually
+        goes, so a late sender never lets the next ones bunch up behind it."""
         rate = self._limits.get(action)
         if not rate:
-            return 0.0
+            return
         # A limit below 1/s is a window longer than a second holding one request.
         capacity = max(1, int(rate))
         window = capacity / rate / self._fraction
-        with self._lock:
-            log = self._logs.setdefault(action, collections.deque())
-            now = self._clock()
-            slot = now
-            if len(log) >= capacity:
-                slot = max(now, log[0] + window)
-                log.popleft()
-            log.append(slot)
-        return slot - now
-
-    def acquire(self, action: str) -> None:
-        wait = self.reserve(action)
-        if wait > 0:
+        while True:
+            with self._lock:
+                log = self._logs.setdefault(action, collections.deque())
+                now = self._clock()
+                while log and log[0] <= now - window:
+                    log.popleft()
+                if len(log) < capacity:
+                    log.append(now)
+                    return
+                wait = log[0] + window - now
             self._sleep(wait)

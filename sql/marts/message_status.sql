@@ -1,6 +1,11 @@
--- marts.message_status for the days [$first_day, $last_day] from staging. The final receipt of a
--- message is the latest by receive time (an older receipt never overwrites a newer one); a
--- conversion counts within $attribution_days days after sending.
+-- marts.message_status for the days [$first_day, $last_day] from staging; a conversion counts
+-- within $attribution_days days after sending. The final receipt of a message is the latest by
+-- receive time: an older receipt never overwrites a newer one, and a receipt whose time is
+-- unusable (null in staging: 0, negative or far in the future in the feed) has no place in that
+-- order, so it never displaces one with a usable time. One exception follows from what a receipt
+-- means: a delivery is final (carriers report failures before a successful retry, never after a
+-- delivery), so a SUCCESS outranks every FAIL, whatever their times; its receive time and latency
+-- stay unknown when its own time is unusable.
 insert into marts.message_status (
     send_date, serial_no, phone_e164, country_code, iso_code, sign_name, template_id, session_context,
     sent_at, fee, report_status, description, user_receive_time, latency_seconds, converted_at,
@@ -14,7 +19,8 @@ with logged as (
 ranked as (
     select *, row_number() over (
         partition by serial_no
-        order by user_receive_time desc nulls last, pulled_at desc, record_key desc
+        order by report_status = 'SUCCESS' desc nulls last, user_receive_time desc nulls last,
+                 pulled_at desc, record_key desc
     ) as rank_newest
     from staging.receipts
     where send_date between $first_day and $last_day

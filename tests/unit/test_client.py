@@ -211,6 +211,26 @@ def test_rate_limiter_holds_concurrent_workers_to_the_limit():
     assert stamps[-1] - stamps[0] >= 1.9  # 150 requests at 50/s take at least two full windows
 
 
+def test_a_late_waking_sender_does_not_let_the_next_ones_bunch_up():
+    """Threads wake late from their sleeps (the GIL, the scheduler): requests must still leave at
+    most `limit` per rolling second, counted when they actually leave."""
+    clock = [0.0]
+
+    def oversleep(seconds):
+        clock[0] += seconds + 0.3
+
+    limiter = RateLimiter({"X": 10}, fraction=1.0, clock=lambda: clock[0], sleep=oversleep)
+    sent = []
+    for _ in range(60):
+        limiter.acquire("X")
+        sent.append(clock[0])
+    j = 0
+    for i, s in enumerate(sent):
+        while sent[j] <= s - 1.0:
+            j += 1
+        assert i - j + 1 <= 10, f"{i - j + 1} requests in the second before {s}"
+
+
 def test_describe_lists_page_through_everything():
     signs = [{"SignId": i} for i in range(230)]
 

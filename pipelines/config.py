@@ -123,6 +123,9 @@ class Settings:
             if not _is_cron(cron):
                 raise ConfigError(f"{name}={cron!r} is not a cron schedule (e.g. '30 0 * * *')")
         dagster_home = get("DAGSTER_HOME")
+        # A simulator's records must never mix with a real account's: against a loopback endpoint
+        # the default warehouse and spool are the simulator's own, beside the files it writes.
+        data = Path("data/simulator") if is_loopback(endpoint) else Path("data")
         return cls(
             secret_id=secret_id or "",
             secret_key=secret_key or "",
@@ -130,8 +133,8 @@ class Settings:
             sdk_app_id=get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID),
             endpoint=endpoint,
             region=get("SMSLEDGER_REGION", "ap-guangzhou"),
-            warehouse=Path(get("SMSLEDGER_WAREHOUSE", "data/warehouse.duckdb")),
-            spool_dir=Path(get("SMSLEDGER_SPOOL_DIR", "data/spool")),
+            warehouse=Path(get("SMSLEDGER_WAREHOUSE", str(data / "warehouse.duckdb"))),
+            spool_dir=Path(get("SMSLEDGER_SPOOL_DIR", str(data / "spool"))),
             sends_path=get("SMSLEDGER_SENDS_PATH"),
             conversions_path=get("SMSLEDGER_CONVERSIONS_PATH"),
             timezone=timezone,

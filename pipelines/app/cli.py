@@ -17,7 +17,7 @@ import orjson
 from pipelines.config import ConfigError, Settings
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
-from pipelines.app.errors import STOP_REQUESTED, CommandError, RunFailedError
+from pipelines.app.errors import CommandError, RunFailedError, stop
 from pipelines.warehouse.db import WarehouseBusyError
 
 # Actions whose request carries the application id; `smsledger api` fills it in when omitted.
@@ -50,20 +50,35 @@ def _cmd_api(ns: argparse.Namespace) -> int:
 
 
 def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> dict:
-    """A queue pull hands its records out once: the response goes to the spool before it is
-    printed, so the next `smsledger sync` loads it, and it is not retried."""
-    from pipelines.tencent.envelope import parse_response
+    """A queue pull hands its records out once: each response goes to the spool before it is
+    printed, so the next `smsledger sync` loads it. A pull that broke is not retried (records may
+    have left the queue); an answer of RequestLimitExceeded handed nothing out, so it is retried
+    after a backoff, as other calls are."""
     from pipelines.spool import INDETERMINATE, Spool
+    from pipelines.tencent.envelope import parse_response
 
-    raw = client.pull_queue_raw(action, int(params.get("Limit", A.MAX_LIMIT)))
+    limit = params.get("Limit", A.MAX_LIMIT)
+    if type(limit) is not int or not 1 <= limit <= A.MAX_LIMIT:
+        raise CommandError(f"Limit must be a whole number from 1 to {A.MAX_LIMIT}, got {orjson.dumps(limit).decode()}")
     spool = Spool(settings.spool_dir)
-    if raw.indeterminate:
-        spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
-        raise CommandError(f"{action}: {raw.failure}; records may have left the queue (counted in the spool; "
-                           "gap filling looks for them)")
-    spooled = spool.write(action, raw.body)
-    print(f"spooled to {spooled.path}; `smsledger sync` loads it", file=sys.stderr)
-    return parse_response(action, raw.body)
+    attempt = 0
+    while True:
+        attempt += 1
+        raw = client.pull_queue_raw(action, limit)
+        if raw.indeterminate:
+            spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
+            raise CommandError(f"{action}: {raw.failure}; records may have left the queue (counted in the spool; "
+                               "gap filling looks for them)")
+        spooled = spool.write(action, raw.body)
+        try:
+            response = parse_response(action, raw.body)
+        except TencentCloudError as exc:
+            if not exc.code.startswith("RequestLimitExceeded") or attempt == client.retry.max_attempts:
+                raise
+            client.backoff(attempt)
+            continue
+        print(f"spooled to {spooled.path}; `smsledger sync` loads it", file=sys.stderr)
+        return response
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
@@ -199,21 +214,20 @@ def load_dotenv(path: Path = Path(".env")) -> None:
             os.environ.setdefault(key.strip(), value)
 
 
-def _stop_on_signals() -> None:
-    """SIGINT (Ctrl-C) and SIGTERM (a service manager, `timeout`, `kill`) stop the command: the
-    run in progress is ended and marked failed, and no further run starts."""
-    def stop(signum: int, frame: object) -> None:
-        STOP_REQUESTED.set()
-        raise KeyboardInterrupt
+def _stop_on_signals(command: str) -> None:
+    """SIGINT (Ctrl-C) and SIGTERM (a service manager, `timeout`, `kill`) stop the command at
+    once, whatever it is doing or waiting for; a run in progress is marked failed first."""
+    def handler(signum: int, frame: object) -> None:
+        stop(command)
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     load_dotenv()
-    _stop_on_signals()
+    _stop_on_signals(ns.command)
     run: Callable[[argparse.Namespace], int] = ns.run
     try:
         return run(ns)

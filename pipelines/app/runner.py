@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster._core.utils import make_new_run_id
 
 from assets.definitions import DAILY_JOB, DRAIN_JOB, build_definitions
 from assets.housekeeping import liveness_tags, release_dead_runs
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START, WAREHOUSE_POOL
-from pipelines.app.errors import STOP_REQUESTED, CommandError, RunFailedError
+from pipelines.app.errors import CommandError, RunFailedError, on_stop
 from pipelines.config import Settings
 
 INSTANCE_DEFAULTS = """\
@@ -52,20 +53,50 @@ def instance(settings: Settings) -> dg.DagsterInstance:
 def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable[[str], None],
              **kwargs) -> dg.ExecuteInProcessResult:
     """Run `job` in this process on the local instance. Runs whose process died are released
-    first, and while this run waits for the warehouse pool it says whom it waits for."""
+    first; while this run waits for the warehouse pool it says whom it waits for; a stop request
+    (Ctrl-C, SIGTERM) marks it failed and frees its slots before the process ends.
+
+    The run executes in a worker thread so that the main thread keeps the CLI's signal handlers:
+    on the main thread Dagster would capture SIGINT/SIGTERM itself and, while a step waits for a
+    pool slot, never look at them."""
     run_id = make_new_run_id()
+    outcome: dict[str, object] = {}
     try:
         with instance(settings) as dagster_instance:
             for released in release_dead_runs(dagster_instance):
                 log(released.line())
             tags = {**kwargs.pop("tags", {}), **liveness_tags()}
-            with _PoolWatch(dagster_instance, run_id, log):
-                result = job.execute_in_process(instance=dagster_instance, raise_on_error=False, run_id=run_id,
-                                                tags=tags, **kwargs)
+
+            def execute() -> None:
+                try:
+                    outcome["result"] = job.execute_in_process(instance=dagster_instance, raise_on_error=False,
+                                                               run_id=run_id, tags=tags, **kwargs)
+                except BaseException as exc:  # handed to the main thread
+                    outcome["error"] = exc
+
+            def mark_stopped() -> None:
+                run = dagster_instance.get_run_by_id(run_id)
+                if run is not None and run.status not in FINISHED_STATUSES:
+                    dagster_instance.report_run_failed(run, "smsledger: stopped by Ctrl-C or SIGTERM")
+                dagster_instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+            unregister = on_stop(mark_stopped)
+            try:
+                with _PoolWatch(dagster_instance, run_id, log):
+                    worker = threading.Thread(target=execute, name=f"smsledger-run-{run_id[:8]}", daemon=True)
+                    worker.start()
+                    while worker.is_alive():
+                        worker.join(0.2)
+            finally:
+                unregister()
     except dg.DagsterError as exc:
         raise RunFailedError(f"{name}: {' '.join(str(exc).split())[:500]}") from None
-    if STOP_REQUESTED.is_set():
-        raise KeyboardInterrupt
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, dg.DagsterError):
+            raise RunFailedError(f"{name}: {' '.join(str(error).split())[:500]}") from None
+        raise error
+    result = outcome["result"]
     if not result.success:
         line, cause = _failure(result)
         raise RunFailedError(f"{name}: {line}", cause)

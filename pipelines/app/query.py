@@ -43,7 +43,7 @@ _READING = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 _ALLOWED = "one SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or PRAGMA that shows"
 # Kinds whose parser name a person would not recognise.
 _KIND_NAMES = {"LOAD": "INSTALL/LOAD", "SET": "SET/RESET/USE", "VARIABLE_SET": "SET VARIABLE", "VACUUM": "VACUUM/ANALYZE",
-               "TRANSACTION": "BEGIN/COMMIT/ROLLBACK", "CALL": "CALL/CHECKPOINT", "PRAGMA": "this PRAGMA"}
+               "TRANSACTION": "BEGIN/COMMIT/ROLLBACK", "CALL": "CALL/CHECKPOINT", "PRAGMA": "PRAGMA that changes the session"}
 _NUMBERS = frozenset({"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
                       "ubigint", "uhugeint", "float", "double", "decimal", "bignum"})
 
@@ -119,30 +119,51 @@ def _check_reads_only(statements: list[duckdb.Statement]) -> None:
         raise QueryError(f"refused: {kind} (`smsledger sql` only reads the warehouse: {_ALLOWED})")
 
 
-def _batches(relation: duckdb.DuckDBPyRelation, render: str) -> Iterator[list[tuple]]:
-    """The relation's rows in batches, each column rendered by DuckDB with `render` ({} is the
-    column); positions, not names, so duplicate or odd column names need no quoting."""
-    rendered = relation.project(", ".join(render.format(f"#{i + 1}") for i in range(len(relation.columns))))
-    while batch := rendered.fetchmany(BATCH_ROWS):
+def _batches(relation: duckdb.DuckDBPyRelation, columns: list[str]) -> Iterator[list[tuple]]:
+    """The relation's rows in batches, projected to `columns`: SQL over its columns by position
+    (#1, #2 ...), so duplicate or odd column names need no quoting."""
+    projected = relation.project(", ".join(columns))
+    while batch := projected.fetchmany(BATCH_ROWS):
         yield batch
 
 
+def _lines(relation: duckdb.DuckDBPyRelation, line: str) -> Iterator[list[str]]:
+    """Batches of one text line per row, the line built by DuckDB (quicker than Python per value)."""
+    for batch in _batches(relation, [line]):
+        yield [text for (text,) in batch]
+
+
+def _positions(relation: duckdb.DuckDBPyRelation) -> list[str]:
+    return [f"#{n}" for n in range(1, len(relation.columns) + 1)]
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# RFC 4180: a field holding a quote, comma or line break, or empty (to tell it from NULL, which
+# is nothing), is quoted, its quotes doubled.
+_CSV_FIELD = (r"""coalesce(case when {v} = '' or regexp_matches({v}, '[",\r\n]') """
+              r"""then '"' || replace({v}, '"', '""') || '"' else {v} end, '')""")
+
+
 def _write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> None:
-    batches = _batches(relation, "cast({} as varchar)")
+    fields = [_CSV_FIELD.format(v=f"cast({column} as varchar)") for column in _positions(relation)]
+    batches = _lines(relation, " || ',' || ".join(fields))
     first = next(batches, [])  # a query that fails at once fails before the header is printed
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(relation.columns)
-    writer.writerows(first)  # NULL is an empty field
-    for batch in batches:
-        writer.writerows(batch)
+    csv.writer(out, lineterminator="\n").writerow(relation.columns)
+    for batch in itertools.chain([first], batches):
+        if batch:
+            out.write("\n".join(batch) + "\n")
 
 
 def _write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> None:
     """An array of objects, one row a line. Numbers stay numbers (decimals and hugeints exact),
     lists, structs, maps and json columns nest, other values are strings as DuckDB writes them;
     NaN and infinities, which JSON lacks, are null."""
-    keys = [json.dumps(name) + ":" for name in _unique(relation.columns)]
-    batches = _batches(relation, "to_json({})")
+    members = [f"{_sql_text(json.dumps(key, ensure_ascii=False) + ':')} || coalesce(to_json({column}), 'null')"
+               for key, column in zip(_unique(relation.columns), _positions(relation))]
+    batches = _lines(relation, "'{' || " + " || ',' || ".join(members) + " || '}'")
     first = next(batches, [])  # a query that fails at once fails before anything is printed
     if not first:
         out.write("[]\n")
@@ -151,17 +172,16 @@ def _write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> None:
     for n, batch in enumerate(itertools.chain([first], batches)):
         if n:
             out.write(",\n")
-        out.write(",\n".join("{" + ",".join(key + _json_value(value) for key, value in zip(keys, row)) + "}"
-                             for row in batch))
+        out.write(",\n".join(map(_without_nan, batch)))
     out.write("\n]\n")
 
 
-def _json_value(text: str | None) -> str:
-    if text is None:
-        return "null"
-    if "NaN" in text or "Infinity" in text:  # rare: re-encode, bare NaN/Infinity tokens become null
-        return json.dumps(json.loads(text, parse_constant=lambda _: None), ensure_ascii=False, separators=(",", ":"))
-    return text
+def _without_nan(line: str) -> str:
+    """DuckDB writes NaN and infinities as bare NaN/Infinity, which JSON lacks: such a row (rare) is
+    decoded and encoded again with null in their place, its numbers as Python reads them."""
+    if "NaN" not in line and "Infinity" not in line:
+        return line
+    return json.dumps(json.loads(line, parse_constant=lambda _: None), ensure_ascii=False, separators=(",", ":"))
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -187,7 +207,7 @@ def _write_plan(relation: duckdb.DuckDBPyRelation, out: TextIO) -> None:
 def _write_table(relation: duckdb.DuckDBPyRelation, out: TextIO) -> None:
     shown: list[list[str]] = []
     total = 0
-    for batch in _batches(relation, "cast({} as varchar)"):
+    for batch in _batches(relation, [f"cast({column} as varchar)" for column in _positions(relation)]):
         for row in batch[: TABLE_ROWS - len(shown)]:
             shown.append([_cell(value) for value in row])
         total += len(batch)

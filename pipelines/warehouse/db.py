@@ -85,7 +85,10 @@ def _lock_for_reading(con: duckdb.DuckDBPyConnection) -> None:
     back (the ones built into the wheel, icu and json among them, still work), and the locked
     configuration cannot be set back. Runs after the time zone and the temporary macros, which
     stay usable. A catalog to attach (a DuckLake one, say) must be attached before this, with its
-    data path in `allowed_directories`."""
+    data path in `allowed_directories`.
+
+    DuckDB's progress bar is off: it writes to standard output, into the rows being printed."""
+    con.execute("set enable_progress_bar = false")
     con.execute("set autoinstall_known_extensions = false")
     con.execute("set autoload_known_extensions = false")
     con.execute("set enable_external_access = false")

@@ -12,6 +12,7 @@ from pipelines.config import DEMO_SECRET_KEY
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 
+
 @pytest.fixture(scope="module")
 def sim():
     now = time.time() - 3600

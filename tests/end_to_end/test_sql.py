@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -119,9 +118,7 @@ def test_extensions_are_neither_installed_nor_loaded_and_no_network_is_tried(war
                              ("load httpfs", ["LOAD"]), ("force install httpfs", ["INSTALL"]),
                              (f"select * from read_csv('{url}/data.csv')", ["refused", url]),
                              (f"select * from read_parquet('{url}/data.parquet')", ["refused", url])]:
-            started = time.monotonic()
             assert_refused(sql(warehouse, query, env={"HOME": str(home)}), *words)
-            assert time.monotonic() - started < 30
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody came
     assert list(home.iterdir()) == []  # no ~/.duckdb/extensions made either

@@ -1,11 +1,15 @@
 """Helpers shared by the tests (the fixtures are in conftest.py): simulators, a client of ours for
 one, the demo-like settings of a pipeline pointed at one, signed raw requests (with the project's
-own signer, not the client under development) and the official SDK pointed at a simulator."""
+own signer, not the client under development), the official SDK pointed at a simulator, and the
+command line run as a user runs it."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from pipelines.simulator.server import Simulator
 from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.signing import API_VERSION, authorization_header
 
+REPO = Path(__file__).resolve().parents[1]
 APP = DEMO_SDK_APP_ID
 SMALL = {"port": 0, "days": 7, "messages_per_day": 300, "seed": 11, "clock_runs": False}
 
@@ -126,3 +131,13 @@ def sdk_client(sim: Simulator, *, secret_id: str = DEMO_SECRET_ID, secret_key: s
     for name, value in profile_attributes.items():
         setattr(profile, name, value)
     return sms_client.SmsClient(credential.Credential(secret_id, secret_key), "ap-guangzhou", profile)
+
+
+def smsledger(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`smsledger ARGS` in a subprocess, with none of the machine's SMSLEDGER_/TENCENTCLOUD_
+    variables or proxies, only `env`."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_")) and not k.lower().endswith("_proxy")}
+    return subprocess.run([sys.executable, "-m", "pipelines.app.cli", *args], env={**base, **(env or {})},
+                          cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)

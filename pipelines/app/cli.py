@@ -154,7 +154,12 @@ def _cmd_sql(ns: argparse.Namespace) -> int:
     from pipelines.app.query import run_query
 
     settings = Settings.from_env(require_credentials=False)
-    sys.stdout.write(run_query(settings.warehouse, ns.query, ns.format))
+    try:
+        run_query(settings.warehouse, ns.query, ns.format, out=sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, less) has what it wanted; no traceback when Python flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -25,6 +25,11 @@ DEMO_SEED = 20261126
 DEMO_MESSAGES_PER_DAY = 20_000
 
 
+def demo_warehouse(data_dir: Path = Path("data")) -> Path:
+    """Where the demo keeps its warehouse, apart from the user's."""
+    return data_dir / "demo" / "warehouse.duckdb"
+
+
 def demo_settings(base: Settings, endpoint: str, demo_dir: Path, first_day: dt.date) -> Settings:
     """The user's settings pointed at the simulator and the demo's own folder: its public keys,
     its application, its files; the partition zone and the instance stay the user's."""
@@ -59,8 +64,8 @@ def run_demo(
     end = dt.datetime.combine(today, dt.time(0), base.tz)
     first_day = today - dt.timedelta(days=days)
 
-    demo_dir = data_dir / "demo"
-    warehouse = demo_dir / "warehouse.duckdb"
+    warehouse = demo_warehouse(data_dir)
+    demo_dir = warehouse.parent
     stamp = demo_dir / "traffic-day"
     if stamp.exists() and stamp.read_text().strip() != f"{today}:{seed}:{messages_per_day}:{days}":
         log(f"the demo warehouse holds an earlier week's traffic; starting afresh in {demo_dir}")

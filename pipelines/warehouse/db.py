@@ -11,7 +11,7 @@ import contextlib
 import functools
 import importlib.resources
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -40,11 +40,17 @@ def _is_lock_conflict(exc: Exception) -> bool:
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
 
 
-def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0) -> duckdb.DuckDBPyConnection:
+def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0,
+            on_wait: Callable[[], None] | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with the session's time zone and macros; `on_wait` is called once if another
+    process has held the file for a second, so a person knows what the wait is for.
+
+    A read-only connection reads this database file and nothing else (see `_lock_for_reading`)."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    deadline = started + wait_seconds
     delay = 0.05
     while True:
         try:
@@ -57,11 +63,36 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
                         f"{path} is held by another process (a sync?) for more than {wait_seconds:.0f}s; try again"
                     ) from None
                 raise
+            if on_wait is not None and time.monotonic() - started >= 1.0:
+                on_wait()
+                on_wait = None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     con.execute("set time zone 'UTC'")
     con.execute(_macros())
+    if read_only:
+        _lock_for_reading(con)
     return con
+
+
+def _lock_for_reading(con: duckdb.DuckDBPyConnection) -> None:
+    """Make a read-only connection read its own database file and nothing else, whatever SQL it
+    is given later (`smsledger sql` runs a person's query on it).
+
+    Read-only already refuses writes to this file; without external access DuckDB also refuses
+    every other file and URL: COPY TO, ATTACH, EXPORT/IMPORT DATABASE, read_csv/read_text/glob,
+    installing or loading extensions. Extensions are never installed or loaded behind the query's
+    back (the ones built into the wheel, icu and json among them, still work), and the locked
+    configuration cannot be set back. Runs after the time zone and the temporary macros, which
+    stay usable. A catalog to attach (a DuckLake one, say) must be attached before this, with its
+    data path in `allowed_directories`.
+
+    DuckDB's progress bar is off: it writes to standard output, into the rows being printed."""
+    con.execute("set enable_progress_bar = false")
+    con.execute("set autoinstall_known_extensions = false")
+    con.execute("set autoload_known_extensions = false")
+    con.execute("set enable_external_access = false")
+    con.execute("set lock_configuration = true")
 
 
 @contextlib.contextmanager

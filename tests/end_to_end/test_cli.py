@@ -1,29 +1,16 @@
 """The command line as a user runs it: subprocesses, exit statuses, one-line errors, no secrets."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+from support import smsledger
 
 from pipelines.config import DEMO_SECRET_KEY
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def smsledger(*args, env=None, cwd=None, timeout=300):
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_")) and not k.lower().endswith("_proxy")}
-    return subprocess.run([sys.executable, "-m", "pipelines.app.cli", *args], env={**base, **(env or {})},
-                          cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -66,58 +53,6 @@ def test_missing_credentials_name_the_variables():
     result = smsledger("api", "PullSmsSendStatus")
     assert result.returncode == 1
     assert "TENCENTCLOUD_SECRET_ID" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-
-
-def make_warehouse(path: Path) -> None:
-    con = duckdb.connect(str(path))
-    con.execute("create schema marts; create table marts.t as select range as n from range(5)")
-    con.close()
-
-
-def test_sql_formats_and_a_bad_query(tmp_path):
-    warehouse = tmp_path / "w.duckdb"
-    make_warehouse(warehouse)
-    env = {"SMSLEDGER_WAREHOUSE": str(warehouse)}
-    table = smsledger("sql", "select sum(n) as total from marts.t", env=env)
-    assert table.returncode == 0 and "10" in table.stdout and "(1 row)" in table.stdout
-    csv = smsledger("sql", "select n from marts.t order by n", "--format", "csv", env=env)
-    assert csv.stdout.splitlines() == ["n", "0", "1", "2", "3", "4"]
-    as_json = smsledger("sql", "select n from marts.t where n < 2 order by n", "--format", "json", env=env)
-    assert orjson.loads(as_json.stdout) == [{"n": 0}, {"n": 1}]
-    bad = smsledger("sql", "select nope from marts.t", env=env)
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
-    write = smsledger("sql", "drop table marts.t", env=env)
-    assert write.returncode == 1 and "read-only" in write.stderr.lower()
-
-
-def test_sql_on_an_empty_warehouse_says_what_to_do(tmp_path):
-    result = smsledger("sql", "select 1", env={"SMSLEDGER_WAREHOUSE": str(tmp_path / "none.duckdb")})
-    assert result.returncode == 1 and "make demo" in result.stderr
-
-
-def test_sql_waits_for_a_concurrent_writer(tmp_path):
-    """A sync holds the file only for a step at a time; the query waits its turn."""
-    warehouse = tmp_path / "w.duckdb"
-    make_warehouse(warehouse)
-    held = threading.Event()
-
-    def writer():
-        con = duckdb.connect(str(warehouse))
-        con.execute("begin; insert into marts.t values (100)")
-        held.set()
-        time.sleep(3)
-        con.execute("commit")
-        con.close()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    held.wait()
-    started = time.monotonic()
-    result = smsledger("sql", "select count(*) as rows from marts.t", env={"SMSLEDGER_WAREHOUSE": str(warehouse)})
-    thread.join()
-    assert result.returncode == 0, result.stderr
-    assert "6" in result.stdout
-    assert time.monotonic() - started >= 1.0
 
 
 @pytest.mark.slow

@@ -81,10 +81,13 @@ class _ScrubToken(logging.Filter):
         super().__init__()
         self.token = token
 
+    def scrub(self, text: str) -> str:
+        return text.replace(self.token, "<SMSLEDGER_CALLBACK_TOKEN>")
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if self.token in message:
-            record.msg, record.args = message.replace(self.token, "<SMSLEDGER_CALLBACK_TOKEN>"), None
+            record.msg, record.args = self.scrub(message), None
         return True
 
 
@@ -228,7 +231,9 @@ class CallbackService:
             except h11.RemoteProtocolError as exc:
                 self.counters.refused += 1
                 status = exc.error_status_hint
-                log.warning("refused a request from %s: malformed HTTP (%s); answered %d", who, exc, status)
+                # scrubbed before it is cut short: a cut could leave a piece of the token
+                detail = self._scrub.scrub(str(exc))[:100]
+                log.warning("refused a request from %s: malformed HTTP (%s); answered %d", who, detail, status)
                 await self._answer(conn, writer, status, _error(status), close=True)
                 return
             if body is None:

@@ -54,7 +54,7 @@ ROUTES = {b"status": callbacks.STATUS, b"reply": callbacks.REPLY}
 _PREFIX = b"/callbacks/"
 _MAX_HEAD = 16 * 1024  # request line and headers; beyond it, 431
 _READ_SIZE = 64 * 1024
-_SPOOL_WRITERS = 8
+_SPOOL_WRITERS = 32  # concurrent fsyncs share journal commits: 8 threads write 550 files/s here, 32 about 1,600
 
 
 @dataclasses.dataclass

@@ -205,13 +205,14 @@ class CallbackService:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         while not self.stopping:
             self._connections[task] = False
-            who = str(peer)
+            who, head = str(peer), False
             try:
                 try:
                     async with asyncio.timeout(self.timeout):
                         request = await self._next(conn, reader, task)
                         if type(request) is not h11.Request:
                             return  # the client closed an idle connection
+                        head = request.method == b"HEAD"
                         client = client_address(peer, request.headers, self.trusted_proxies)
                         if client != peer:
                             who = f"{client or 'an unnamed client'} via proxy {peer}"
@@ -226,7 +227,8 @@ class CallbackService:
             except _Refusal as refusal:
                 self.counters.refused += 1
                 log.warning("refused a request from %s: %s; answered %d", who, refusal.reason, refusal.status)
-                await self._answer(conn, writer, refusal.status, _error(refusal.status), refusal.headers, close=True)
+                await self._answer(conn, writer, refusal.status, _error(refusal.status), refusal.headers, close=True,
+                                   head=head)
                 return
             except h11.RemoteProtocolError as exc:
                 self.counters.refused += 1
@@ -312,15 +314,17 @@ class CallbackService:
         return True
 
     async def _answer(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes,
-                      headers: Sequence[tuple[bytes, bytes]] = (), *, close: bool = False) -> None:
+                      headers: Sequence[tuple[bytes, bytes]] = (), *, close: bool = False, head: bool = False) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # nothing can be said on this connection any more
         fields = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
         if close:
             fields.append((b"connection", b"close"))
         try:
-            data = conn.send(h11.Response(status_code=status, headers=fields, reason=_phrase(status))) + conn.send(h11.Data(data=body)) \
-                + conn.send(h11.EndOfMessage())
+            data = conn.send(h11.Response(status_code=status, headers=fields, reason=_phrase(status)))
+            if not head:  # an answer to HEAD has no body
+                data += conn.send(h11.Data(data=body))
+            data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             return
         writer.write(data)

@@ -224,7 +224,7 @@ def test_no_body_header_or_path_crashes_the_receiver_and_what_it_kept_loads(tmp_
     with Receiver(receiver_settings(tmp_path, callback_timeout_seconds=1.0, callback_max_body_bytes=200)) as running:
 
         @hsettings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-        @given(method=st.sampled_from(["POST"] * 5 + ["GET", "PUT", "POST ", "P\x00ST"]), path=_PATHS,
+        @given(method=st.sampled_from(["POST"] * 5 + ["GET", "HEAD", "PUT", "POST ", "P\x00ST"]), path=_PATHS,
                headers=st.lists(_HEADER, max_size=3), body=_BODIES, with_length=st.booleans() | st.just(True),
                version=st.sampled_from(["HTTP/1.1"] * 4 + ["HTTP/1.0", "HTTP/2", "XYZ"]))
         def one_request(method, path, headers, body, with_length, version):
@@ -232,7 +232,7 @@ def test_no_body_header_or_path_crashes_the_receiver_and_what_it_kept_loads(tmp_
             if with_length:
                 lines.append(f"Content-Length: {len(body)}")
             answer = exchange(running.port, "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
-            assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
+            assert answer.startswith(b"HTTP/1.1 ")  # a whole head always gets an answer
 
         @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         @given(st.binary(max_size=500))

@@ -37,8 +37,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import h11
 
@@ -371,6 +371,7 @@ class Receiver:
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0):
         self.settings, self.host, self.port = settings, host, port
         self.service: CallbackService | None = None
+        self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -379,37 +380,28 @@ class Receiver:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Receiver:
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-        failure: list[BaseException] = []
+        listening: Future[int] = Future()
 
-        def run() -> None:
-            asyncio.set_event_loop(loop)
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
             try:
                 self.service = CallbackService(self.settings)
-                self.port = loop.run_until_complete(self.service.listen(self.host, self.port))
+                await _run(self.service, self.host, self.port, self._stop, listening.set_result)
             except BaseException as exc:
-                failure.append(exc)
-                started.set()
-                loop.close()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.service.stop())
-            loop.close()
+                if listening.done():
+                    raise
+                listening.set_exception(exc)  # raised by start()
 
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="smsledger-receive", daemon=True)
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), name="smsledger-receive", daemon=True)
         self._thread.start()
-        started.wait()
-        if failure:
-            raise failure[0]
+        self.port = listening.result()
         return self
 
     def close(self) -> None:
+        """Stops gracefully, as SIGTERM does."""
         if self._thread is None:
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join()
         self._thread = None
 
@@ -418,6 +410,15 @@ class Receiver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _run(service: CallbackService, host: str, port: int, stop: asyncio.Event,
+               listening: Callable[[int], object]) -> None:
+    """Serve from `listen` until `stop` is set, then stop gracefully."""
+    listening(await service.listen(host, port))
+    await stop.wait()
+    log.info("stopping: finishing the requests under way")
+    await service.stop()
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -429,17 +430,17 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
 
 async def _serve(service: CallbackService, host: str, port: int) -> None:
-    port = await service.listen(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     allow = ",".join(map(str, service.allow)) or "any source"
-    log.info("listening on %s:%d for POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/status and /reply; spool %s; "
-             "allowed: %s", host, port, service.spool.root, allow)
-    await stop.wait()
-    log.info("stopping: finishing the requests under way")
-    await service.stop()
+
+    def listening(bound: int) -> None:
+        log.info("listening on %s:%d for POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/status and /reply; spool %s; "
+                 "allowed: %s", host, bound, service.spool.root, allow)
+
+    await _run(service, host, port, stop, listening)
     c = service.counters
     log.info("stopped: %d pushes stored (%d not the documented shape), %d refused, %d not stored",
              c.stored, c.malformed, c.refused, c.failed)

@@ -16,8 +16,9 @@ import os
 import re
 import urllib.parse
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 # The simulator's demo credentials. They are public on purpose: the simulator is a local
 # stand-in, and these keys open nothing real.
@@ -42,6 +43,8 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def _is_cron(text: str) -> bool:
+    if text in (DEFAULT_DRAIN_CRON, DEFAULT_DAILY_CRON):
+        return True  # known valid: checking them would import Dagster (2 s) into every command
     from dagster._utils.schedules import is_valid_cron_string
 
     return is_valid_cron_string(text)
@@ -72,6 +75,27 @@ def _positive(text: str, variable: str, meaning: str, kind: type = int) -> int |
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"{variable}={text!r} must be {meaning} above 0")
     return value
+
+
+def _callback_settings(get: Callable[..., str | None]) -> dict[str, Any]:
+    """The fields of `smsledger receive`, checked."""
+    token = get("SMSLEDGER_CALLBACK_TOKEN")
+    if token is not None and not _CALLBACK_TOKEN.fullmatch(token):
+        # the value is a secret: never repeated in the message
+        raise ConfigError("SMSLEDGER_CALLBACK_TOKEN must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ - "
+                          "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
+    return {
+        "callback_token": token,
+        "callback_allow": _networks(get("SMSLEDGER_CALLBACK_ALLOW"), "SMSLEDGER_CALLBACK_ALLOW"),
+        "callback_trusted_proxies": _networks(get("SMSLEDGER_CALLBACK_TRUSTED_PROXIES"),
+                                              "SMSLEDGER_CALLBACK_TRUSTED_PROXIES"),
+        "callback_max_body_bytes": _positive(get("SMSLEDGER_CALLBACK_MAX_BODY_BYTES", str(1 << 20)),
+                                             "SMSLEDGER_CALLBACK_MAX_BODY_BYTES", "a whole number of bytes"),
+        "callback_max_connections": _positive(get("SMSLEDGER_CALLBACK_MAX_CONNECTIONS", "256"),
+                                              "SMSLEDGER_CALLBACK_MAX_CONNECTIONS", "a whole number"),
+        "callback_timeout_seconds": _positive(get("SMSLEDGER_CALLBACK_TIMEOUT_SECONDS", "10"),
+                                              "SMSLEDGER_CALLBACK_TIMEOUT_SECONDS", "a number of seconds", float),
+    }
 
 
 def _zone(name: str, variable: str) -> zoneinfo.ZoneInfo:
@@ -161,15 +185,9 @@ class Settings:
         crons = {name: get(name, default) for name, default in
                  (("SMSLEDGER_DRAIN_CRON", DEFAULT_DRAIN_CRON), ("SMSLEDGER_DAILY_CRON", DEFAULT_DAILY_CRON))}
         for name, cron in crons.items():
-            # the defaults are valid: checking them would import Dagster (2 s) into every command
-            if cron not in (DEFAULT_DRAIN_CRON, DEFAULT_DAILY_CRON) and not _is_cron(cron):
+            if not _is_cron(cron):
                 raise ConfigError(f"{name}={cron!r} is not a cron schedule (e.g. '30 0 * * *')")
         dagster_home = get("DAGSTER_HOME")
-        callback_token = get("SMSLEDGER_CALLBACK_TOKEN")
-        if callback_token is not None and not _CALLBACK_TOKEN.fullmatch(callback_token):
-            # the value is a secret: never repeated in the message
-            raise ConfigError("SMSLEDGER_CALLBACK_TOKEN must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ - "
-                              "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
         return cls(
             secret_id=secret_id or "",
             secret_key=secret_key or "",
@@ -191,16 +209,7 @@ class Settings:
             daily_cron=crons["SMSLEDGER_DAILY_CRON"],
             demo_credentials=demo_credentials,
             dagster_home=Path(dagster_home) if dagster_home else None,
-            callback_token=callback_token,
-            callback_allow=_networks(get("SMSLEDGER_CALLBACK_ALLOW"), "SMSLEDGER_CALLBACK_ALLOW"),
-            callback_trusted_proxies=_networks(get("SMSLEDGER_CALLBACK_TRUSTED_PROXIES"),
-                                               "SMSLEDGER_CALLBACK_TRUSTED_PROXIES"),
-            callback_max_body_bytes=_positive(get("SMSLEDGER_CALLBACK_MAX_BODY_BYTES", str(1 << 20)),
-                                              "SMSLEDGER_CALLBACK_MAX_BODY_BYTES", "a whole number of bytes"),
-            callback_max_connections=_positive(get("SMSLEDGER_CALLBACK_MAX_CONNECTIONS", "256"),
-                                               "SMSLEDGER_CALLBACK_MAX_CONNECTIONS", "a whole number"),
-            callback_timeout_seconds=_positive(get("SMSLEDGER_CALLBACK_TIMEOUT_SECONDS", "10"),
-                                               "SMSLEDGER_CALLBACK_TIMEOUT_SECONDS", "a number of seconds", float),
+            **_callback_settings(get),
         )
 
     @property

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
+import math
 import os
+import re
 import urllib.parse
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 # The simulator's demo credentials. They are public on purpose: the simulator is a local
 # stand-in, and these keys open nothing real.
@@ -25,6 +29,12 @@ DEMO_SDK_APP_ID = "1400000000"
 DEFAULT_ENDPOINT = "https://sms.tencentcloudapi.com"
 DEFAULT_DRAIN_CRON = "*/10 * * * *"
 DEFAULT_DAILY_CRON = "30 0 * * *"
+DEFAULT_PROVIDER_TIMEZONE = "Asia/Shanghai"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The callback token is a path segment of the URL Tencent is given: unreserved characters only,
+# and long enough that guessing it is hopeless.
+_CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -33,6 +43,8 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def _is_cron(text: str) -> bool:
+    if text in (DEFAULT_DRAIN_CRON, DEFAULT_DAILY_CRON):
+        return True  # known valid: checking them would import Dagster (2 s) into every command
     from dagster._utils.schedules import is_valid_cron_string
 
     return is_valid_cron_string(text)
@@ -40,6 +52,50 @@ def _is_cron(text: str) -> bool:
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable to set."""
+
+
+def _networks(text: str | None, variable: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128); host bits are ignored."""
+    networks = []
+    for part in (text or "").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(f"{variable}: {part.strip()!r} is not an address or CIDR network "
+                                  "(e.g. 203.0.113.0/24,2001:db8::/32)") from None
+    return tuple(networks)
+
+
+def _positive(text: str, variable: str, meaning: str, kind: type = int) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = 0
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{variable}={text!r} must be {meaning} above 0")
+    return value
+
+
+def _callback_settings(get: Callable[..., str | None]) -> dict[str, Any]:
+    """The fields of `smsledger receive`, checked."""
+    token = get("SMSLEDGER_CALLBACK_TOKEN")
+    if token is not None and not _CALLBACK_TOKEN.fullmatch(token):
+        # the value is a secret: never repeated in the message
+        raise ConfigError("SMSLEDGER_CALLBACK_TOKEN must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ - "
+                          "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
+    return {
+        "callback_token": token,
+        "callback_allow": _networks(get("SMSLEDGER_CALLBACK_ALLOW"), "SMSLEDGER_CALLBACK_ALLOW"),
+        "callback_trusted_proxies": _networks(get("SMSLEDGER_CALLBACK_TRUSTED_PROXIES"),
+                                              "SMSLEDGER_CALLBACK_TRUSTED_PROXIES"),
+        "callback_max_body_bytes": _positive(get("SMSLEDGER_CALLBACK_MAX_BODY_BYTES", str(1 << 20)),
+                                             "SMSLEDGER_CALLBACK_MAX_BODY_BYTES", "a whole number of bytes"),
+        "callback_max_connections": _positive(get("SMSLEDGER_CALLBACK_MAX_CONNECTIONS", "256"),
+                                              "SMSLEDGER_CALLBACK_MAX_CONNECTIONS", "a whole number"),
+        "callback_timeout_seconds": _positive(get("SMSLEDGER_CALLBACK_TIMEOUT_SECONDS", "10"),
+                                              "SMSLEDGER_CALLBACK_TIMEOUT_SECONDS", "a number of seconds", float),
+    }
 
 
 def _zone(name: str, variable: str) -> zoneinfo.ZoneInfo:
@@ -62,7 +118,7 @@ class Settings:
     sends_path: str | None = None
     conversions_path: str | None = None
     timezone: str = "UTC"
-    provider_timezone: str = "Asia/Shanghai"
+    provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE
     start_date: dt.date = dt.date(2026, 1, 1)
     lookback_days: int = 3
     conversion_window_days: int = 7
@@ -74,6 +130,15 @@ class Settings:
     # True when no key pair was set and the endpoint is a loopback simulator: the public demo keys.
     demo_credentials: bool = False
     dagster_home: Path | None = None
+    # `smsledger receive`: the secret path segment of the callback URLs, the source networks
+    # allowed (empty: any), the proxies whose X-Forwarded-For / X-Real-IP are believed, and the
+    # service's bounds.
+    callback_token: str | None = dataclasses.field(default=None, repr=False)
+    callback_allow: tuple[IPNetwork, ...] = ()
+    callback_trusted_proxies: tuple[IPNetwork, ...] = ()
+    callback_max_body_bytes: int = 1 << 20
+    callback_max_connections: int = 256
+    callback_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> Settings:
@@ -96,7 +161,7 @@ class Settings:
             missing = [n for n, v in (("TENCENTCLOUD_SECRET_ID", secret_id), ("TENCENTCLOUD_SECRET_KEY", secret_key)) if not v]
             raise ConfigError(f"set {' and '.join(missing)} (the API key pair of your Tencent Cloud account; see .env.example)")
         timezone = get("SMSLEDGER_TIMEZONE", "UTC")
-        provider_timezone = get("SMSLEDGER_PROVIDER_TIMEZONE", "Asia/Shanghai")
+        provider_timezone = get("SMSLEDGER_PROVIDER_TIMEZONE", DEFAULT_PROVIDER_TIMEZONE)
         _zone(timezone, "SMSLEDGER_TIMEZONE")
         _zone(provider_timezone, "SMSLEDGER_PROVIDER_TIMEZONE")
         start = get("SMSLEDGER_START_DATE", "2026-01-01")
@@ -147,6 +212,7 @@ class Settings:
             daily_cron=crons["SMSLEDGER_DAILY_CRON"],
             demo_credentials=demo_credentials,
             dagster_home=Path(dagster_home) if dagster_home else None,
+            **_callback_settings(get),
         )
 
     @property

@@ -163,6 +163,13 @@ def _cmd_sql(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_receive(ns: argparse.Namespace) -> int:
+    from pipelines.app.receive import serve
+
+    serve(Settings.from_env(require_credentials=False), ns.host, ns.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsledger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -193,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(run=_cmd_sql)
+
+    receive = sub.add_parser("receive", help="receive Tencent's status and reply push callbacks into the spool")
+    receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, behind a proxy)")
+    receive.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    receive.set_defaults(run=_cmd_receive)
 
     sim = sub.add_parser("simulator", help="serve the simulated Tencent Cloud SMS API until stopped")
     from pipelines.simulator.config import add_arguments

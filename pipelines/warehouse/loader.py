@@ -18,6 +18,8 @@ import duckdb
 import orjson
 import polars as pl
 
+from pipelines.config import DEFAULT_PROVIDER_TIMEZONE
+from pipelines.ingest import callbacks
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.tencent import actions as A
@@ -92,28 +94,31 @@ class _Parsed:
     quarantine: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 500) -> LoadReport:
-    """Load every pending spool file; returns what was loaded."""
+def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 500,
+               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
+    """Load every pending spool file; returns what was loaded. `provider_timezone` reads the
+    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`)."""
     spool.clean_temp()
     report = LoadReport()
     group: list[SpoolFile] = []
     for spooled in spool.pending():
         group.append(spooled)
         if len(group) >= files_per_transaction:
-            report.add(load_files(con, spool, group))
+            report.add(load_files(con, spool, group, provider_timezone=provider_timezone))
             group = []
     if group:
-        report.add(load_files(con, spool, group))
+        report.add(load_files(con, spool, group, provider_timezone=provider_timezone))
     return report
 
 
-def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile]) -> LoadReport:
+def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile], *,
+               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
     """Load a group of spool files in one transaction, then remove them."""
     report = LoadReport()
     ids = [f.batch_id for f in files]
     known = {row[0] for row in con.execute(
         "select batch_id from raw.batches where batch_id in (select unnest($ids))", {"ids": ids}).fetchall()}
-    parsed = [_parse_file(f) for f in files if f.batch_id not in known]
+    parsed = [_parse_file(f, provider_timezone) for f in files if f.batch_id not in known]
     report.skipped_batches = len(files) - len(parsed)
 
     frames: dict[str, pl.DataFrame] = {}
@@ -172,7 +177,7 @@ _LEDGER_SCHEMA = {
 }
 
 
-def _parse_file(spooled: SpoolFile) -> _Parsed:
+def _parse_file(spooled: SpoolFile, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> _Parsed:
     ledger = {"batch_id": spooled.batch_id, "action": spooled.action, "pulled_at": _pulled_at(spooled),
               "request_id": None, "outcome": "ok", "error_code": None, "error_message": None, "records": 0}
     parsed = _Parsed(spooled, ledger)
@@ -186,6 +191,14 @@ def _parse_file(spooled: SpoolFile) -> _Parsed:
         parsed.quarantine.append(_q(spooled, reason, data.decode("utf-8", "replace"), -1))
         return parsed
 
+    if spooled.action in callbacks.ACTIONS:  # a pushed body: no envelope, records in callback names
+        try:
+            batch = callbacks.map_body(spooled.action, data, provider_timezone)
+        except callbacks.ShapeError as exc:
+            return unparseable(str(exc))
+        parsed.quarantine += [_q(spooled, reason, item, i) for i, reason, item in batch.rejected]
+        ledger["records"], parsed.table, parsed.records = batch.total, callbacks.TABLES[spooled.action], batch.records
+        return parsed
     if spooled.action not in _RECORD_KINDS:
         return unparseable(f"no loader for action {spooled.action}")
     try:

@@ -75,7 +75,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[release_dead_runs_sensor],
         resources={
             "sms_api": SmsApiResource.from_settings(settings),
-            "warehouse": WarehouseResource(path=str(settings.warehouse), spool_dir=str(settings.spool_dir)),
+            "warehouse": WarehouseResource.from_settings(settings),
             "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path),
             "metrics": MetricsConfig.from_settings(settings),
         },

@@ -19,7 +19,6 @@ from pipelines.ingest.statistics import fetch_statistics, store_statistics
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import sql_text
-from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.sending_app import load_source_files
 
 
@@ -119,9 +118,8 @@ def raw_queue_records(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     """raw.send_status and raw.reply_status: every spooled response loaded in one transaction per
     group of files with the batch ledger raw.batches; a spool file is removed only after its
     transaction commits, and a batch already in the ledger is never loaded twice."""
-    spool = warehouse.spool()
     with warehouse.connect() as con:
-        report = load_spool(con, spool)
+        report = warehouse.load_spool(con)
         totals = con.execute(sql_text("reports/raw_totals")).fetchone()
     return dg.MaterializeResult(metadata={
         "batches_loaded": report.batches,
@@ -236,7 +234,7 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         with provider_errors(), sms_api.client() as client:
             report = fetch_gaps(client, spool, plan, workers=sms_api.workers)
         with warehouse.connect() as con:
-            loaded = load_spool(con, spool)
+            loaded = warehouse.load_spool(con)
         if report.beyond_retention:
             context.log.warning(f"{report.beyond_retention} messages lack receipts but are older than the "
                                 "provider's 7-day by-number retention; they stay pending")

@@ -17,6 +17,7 @@ from pipelines.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
+from pipelines.warehouse.loader import LoadReport, load_spool
 from pipelines.spool import Spool
 
 
@@ -80,7 +81,18 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     spool_dir: str
+    # The zone of pushed receipts' local times, read when the spool is loaded.
+    provider_timezone: str = "Asia/Shanghai"
     lock_wait_seconds: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WarehouseResource:
+        return cls(path=str(settings.warehouse), spool_dir=str(settings.spool_dir),
+                   provider_timezone=settings.provider_timezone)
+
+    def load_spool(self, con: duckdb.DuckDBPyConnection) -> LoadReport:
+        """Every spooled response and push batch into the raw tables."""
+        return load_spool(con, self.spool(), provider_timezone=self.provider_timezone)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -2,9 +2,10 @@
 
 Key and status checks read the whole table: a duplicate can span two days (a message first placed
 by its receipt's day, later found in the sends log under its send day), and a full scan of these
-tables is cheap in DuckDB. Coverage and reconciliation are per day: they are partitioned like
-their asset (a preview feature of Dagster 1.13) and evaluate the days of the run, one partition or
-the whole range of a single-run backfill, so each partition carries its own result.
+tables is cheap in DuckDB. The key check of marts.message_status is blocking: the daily metrics
+are not built from duplicated messages. Coverage and reconciliation are per day: they are
+partitioned like their asset (a preview feature of Dagster 1.13) and record one result per day of
+the run, one partition or the whole range of a single-run backfill.
 """
 
 # No `from __future__ import annotations`: Dagster 1.13 reads the annotations of asset and check
@@ -16,9 +17,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from assets.options import WAREHOUSE_POOL
+from assets.reporting import DayResult, evaluate_days
+from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.days import days_of
 from pipelines.warehouse.db import sql_text
-from assets.resources import MetricsConfig, WarehouseResource
 
 ONE_ROW_PER_SERIAL_NO = "one_row_per_serial_no"
 ONE_ROW_PER_GROUP = "one_row_per_group"
@@ -39,36 +41,36 @@ _KEYS = {
     ONE_ROW_PER_REPLY: ("marts.replies", ("record_key",)),
 }
 
-
-_RECONCILED = ("submitted", "receipts", "delivered", "failed")
+# Counts compared with the provider's: (ours, the provider's) columns of marts.reconciliation_daily.
+_RECONCILED = {
+    "submitted": "provider_request_success_count",
+    "receipts": "provider_callback_count",
+    "delivered": "provider_callback_success_count",
+    "failed": "provider_callback_fail_count",
+}
 
 
 def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The marts' checks; the per-day ones follow `partitions`, the marts' daily partitions."""
 
-    def unique_check(name: str, asset: dg.AssetKey, description: str) -> dg.AssetChecksDefinition:
+    def unique_check(name: str, asset: dg.AssetKey, description: str, *, blocking: bool = False) -> dg.AssetChecksDefinition:
         table, columns = _KEYS[name]
         totals_sql, repeated_sql = _key_sql(table, columns)
 
-        @dg.asset_check(name=name, asset=asset, description=description, pool=WAREHOUSE_POOL)
+        @dg.asset_check(name=name, asset=asset, description=description, pool=WAREHOUSE_POOL, blocking=blocking)
         def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             with warehouse.connect() as con:
                 rows, distinct = con.execute(totals_sql).fetchone()
                 repeated = con.execute(repeated_sql).fetchall()
             surplus = rows - distinct
-            return dg.AssetCheckResult(
-                passed=surplus == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=None if surplus == 0 else f"{surplus} surplus rows repeat a key ({', '.join(columns)})",
-                metadata={
-                    "rows": dg.IntMetadataValue(rows),
-                    "surplus_rows": dg.IntMetadataValue(surplus),
-                    "duplicated_keys": dg.MetadataValue.json([
-                        {**{c: _jsonable(v) for c, v in zip(columns, row[:-1], strict=True)}, "rows": row[-1]}
-                        for row in repeated
-                    ]),
-                },
-            )
+            return _result(surplus == 0, f"{surplus} surplus rows repeat a key ({', '.join(columns)})", {
+                "rows": dg.IntMetadataValue(rows),
+                "surplus_rows": dg.IntMetadataValue(surplus),
+                "duplicated_keys": dg.MetadataValue.json([
+                    {**{c: _jsonable(v) for c, v in zip(columns, row[:-1], strict=True)}, "rows": row[-1]}
+                    for row in repeated
+                ]),
+            })
 
         return check
 
@@ -78,15 +80,10 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         with warehouse.connect() as con:
             unexpected = con.execute(sql_text("reports/check_report_status")).fetchall()
         count = sum(n for _, n in unexpected)
-        return dg.AssetCheckResult(
-            passed=count == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=None if count == 0 else f"{count} messages have another report_status",
-            metadata={
-                "unexpected_rows": dg.IntMetadataValue(count),
-                "unexpected_statuses": dg.MetadataValue.json({status: n for status, n in unexpected}),
-            },
-        )
+        return _result(count == 0, f"{count} messages have another report_status", {
+            "unexpected_rows": dg.IntMetadataValue(count),
+            "unexpected_statuses": dg.MetadataValue.json({status: n for status, n in unexpected}),
+        })
 
     # Partitioned asset checks are a preview feature in Dagster 1.13; chosen deliberately so that
     # each day keeps its own result.
@@ -95,91 +92,79 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
 
         @dg.asset_check(name=RECEIPT_COVERAGE, asset=DELIVERY_DAILY, partitions_def=partitions, pool=WAREHOUSE_POOL,
                         description="Each day older than the lookback window has receipts for at least "
-                                    "coverage_threshold of its submitted messages (days without a sends log are skipped).")
+                                    "coverage_threshold of its submitted messages (days without a sends log pass, "
+                                    "saying they have nothing to compare).")
         def receipt_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                             metrics: MetricsConfig) -> dg.AssetCheckResult:
+                             metrics: MetricsConfig):
             days = days_of(context, partitions)
             settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
             with warehouse.connect() as con:
-                rows = con.execute(sql_text("reports/check_receipt_coverage"), days.dates()).fetchall()
-            settled = [(day, int(submitted), int(receipted)) for day, submitted, receipted in rows
-                       if day < settled_before and submitted]
-            below = [
-                {"day": day.isoformat(), "coverage": receipted / submitted, "receipts": receipted, "submitted": submitted}
-                for day, submitted, receipted in settled
-                if receipted / submitted < metrics.coverage_threshold
-            ]
-            lowest = min((receipted / submitted for _, submitted, receipted in settled), default=None)
-            if below:
-                description = "receipt coverage below {:.0%} on {}".format(
-                    metrics.coverage_threshold, ", ".join(f"{b['day']} ({b['coverage']:.1%})" for b in below))
-            elif not settled:
-                description = "no day of the run is older than the lookback window and has a sends log"
-            else:
-                description = None
-            return dg.AssetCheckResult(
-                passed=not below,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=description,
-                metadata={
-                    "days_checked": dg.IntMetadataValue(len(settled)),
-                    "days_below": dg.IntMetadataValue(len(below)),
-                    "lowest_coverage": dg.FloatMetadataValue(lowest),
-                    "threshold": dg.FloatMetadataValue(metrics.coverage_threshold),
-                    "below_threshold": dg.MetadataValue.json(below),
-                },
-            )
+                rows = {day: (int(s), int(r)) for day, s, r in
+                        con.execute(sql_text("reports/check_receipt_coverage"), days.dates()).fetchall()}
+
+            def evaluate(day: dt.date) -> DayResult:
+                submitted, receipted = rows.get(day, (0, 0))
+                if not submitted:
+                    return DayResult(True, "no sends-log messages: nothing to compare")
+                coverage = receipted / submitted
+                metadata = {"coverage": dg.FloatMetadataValue(coverage), "receipts": dg.IntMetadataValue(receipted),
+                            "submitted": dg.IntMetadataValue(submitted),
+                            "threshold": dg.FloatMetadataValue(metrics.coverage_threshold)}
+                if day >= settled_before:
+                    return DayResult(True, f"coverage {coverage:.1%}; receipts still arrive for this day "
+                                           f"(lookback {metrics.lookback_days} days)", metadata=metadata)
+                passed = coverage >= metrics.coverage_threshold
+                return DayResult(passed, None if passed else f"receipt coverage {coverage:.1%} is below "
+                                 f"{metrics.coverage_threshold:.0%}: {submitted - receipted} of {submitted} messages "
+                                 "have no receipt", dg.AssetCheckSeverity.WARN, metadata)
+
+            yield from evaluate_days(context, DELIVERY_DAILY, RECEIPT_COVERAGE, days.days(), evaluate)
 
         @dg.asset_check(name=MATCHES_PROVIDER_STATISTICS, asset=RECONCILIATION_DAILY, partitions_def=partitions,
                         pool=WAREHOUSE_POOL,
                         description="Per day, our submitted, receipts, delivered and failed counts are within "
                                     "reconciliation_tolerance (a fraction of the provider's number; 0 = exact) of "
-                                    "the provider's statistics. Days without provider statistics are skipped, and "
-                                    "submitted on days without a sends log.")
+                                    "the provider's statistics. Only comparable counts are compared: without a "
+                                    "sends log our messages are placed by their receipt's day and the provider's by "
+                                    "send hour, so such days say so and pass; days without provider statistics too.")
         def matches_provider_statistics(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                                        metrics: MetricsConfig) -> dg.AssetCheckResult:
+                                        metrics: MetricsConfig):
             days = days_of(context, partitions)
-            with warehouse.connect() as con:
-                rows = con.execute(sql_text("reports/check_reconciliation"), days.dates()).fetchall()
-            differences, skipped, checked = [], [], 0
-            for day, has_sends_log, provider_hours, *pairs in rows:
-                if not provider_hours:
-                    skipped.append(f"{day}: no provider statistics")
-                    continue
-                checked += 1
-                for name, ours, provider in zip(_RECONCILED, pairs[0::2], pairs[1::2], strict=True):
-                    if provider is None or (name == "submitted" and not has_sends_log):
-                        continue
-                    if abs(ours - provider) > metrics.reconciliation_tolerance * provider:
-                        differences.append({"day": day.isoformat(), "count": name, "ours": ours,
-                                            "provider": provider, "diff": ours - provider})
-            # Receipts keep arriving for days (and the queues are drained on their own schedule),
-            # so inside the lookback window a difference may only be in flight: it warns there, and
-            # is an error once the day is settled.
             settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
-            settled = any(dt.date.fromisoformat(d["day"]) < settled_before for d in differences)
-            description = None
-            if differences:
-                description = "differs from the provider's statistics: " + "; ".join(
-                    f"{d['day']} {d['count']} ours {d['ours']} vs provider {d['provider']}" for d in differences)
-            elif skipped and not checked:
-                description = "nothing to compare: " + "; ".join(skipped)
-            return dg.AssetCheckResult(
-                passed=not differences,
-                severity=dg.AssetCheckSeverity.ERROR if settled or not differences else dg.AssetCheckSeverity.WARN,
-                description=description,
-                metadata={
-                    "days_checked": dg.IntMetadataValue(checked),
-                    "days_skipped": dg.IntMetadataValue(len(skipped)),
-                    "days_differing": dg.IntMetadataValue(len({d["day"] for d in differences})),
-                    "tolerance": dg.FloatMetadataValue(metrics.reconciliation_tolerance),
-                    "differences": dg.MetadataValue.json(differences),
-                    "skipped": dg.MetadataValue.text("\n".join(skipped) or "none"),
-                },
-            )
+            with warehouse.connect() as con:
+                cursor = con.execute(sql_text("reports/check_reconciliation"), days.dates())
+                names = [d[0] for d in cursor.description]
+                rows = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+            def evaluate(day: dt.date) -> DayResult:
+                row = rows.get(day)
+                if row is None or not row["provider_hours"]:
+                    return DayResult(True, "nothing to compare: no provider statistics for this day")
+                if not row["has_sends_log"]:
+                    return DayResult(True, "not comparable: without a sends log our messages are placed by the day "
+                                           "of their first receipt, the provider counts them by send hour")
+                differences = {
+                    name: (row[name], row[provider]) for name, provider in _RECONCILED.items()
+                    if row[provider] is not None and row[name] is not None
+                    and abs(row[name] - row[provider]) > metrics.reconciliation_tolerance * row[provider]
+                }
+                metadata = {name: dg.MetadataValue.json({"ours": row[name], "provider": row[provider]})
+                            for name, provider in _RECONCILED.items()}
+                if not differences:
+                    return DayResult(True, metadata=metadata)
+                # Receipts keep arriving for days (and the queues are drained on their own schedule),
+                # so inside the lookback window a difference may only be in flight: it warns there,
+                # and is an error once the day is settled.
+                severity = dg.AssetCheckSeverity.ERROR if day < settled_before else dg.AssetCheckSeverity.WARN
+                text = "; ".join(f"{name} ours {ours:,} vs provider {provider:,} ({ours - provider:+,})"
+                                 for name, (ours, provider) in differences.items())
+                return DayResult(False, f"differs from the provider's statistics: {text}", severity, metadata)
+
+            yield from evaluate_days(context, RECONCILIATION_DAILY, MATCHES_PROVIDER_STATISTICS, days.days(), evaluate)
 
     return [
-        unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per SerialNo in marts.message_status."),
+        unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per SerialNo in marts.message_status "
+                     "(blocking: the daily metrics are not built from duplicated messages).", blocking=True),
         unique_check(ONE_ROW_PER_GROUP, DELIVERY_DAILY,
                      "One row per (day, iso_code, sign_name, template_id) in marts.delivery_daily, nulls equal."),
         unique_check(ONE_ROW_PER_REPLY, REPLIES, "One row per reply (record_key) in marts.replies."),
@@ -187,6 +172,11 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         receipt_coverage,
         matches_provider_statistics,
     ]
+
+
+def _result(passed: bool, failure: str, metadata: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+                               description=None if passed else failure, metadata=metadata)
 
 
 def _today(timezone: str) -> dt.date:

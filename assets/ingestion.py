@@ -9,6 +9,7 @@ import dataclasses
 import dagster as dg
 
 from assets import options
+from assets.reporting import report_days
 from assets.options import TRANSIENT_RETRY, WAREHOUSE_POOL
 from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
 from pipelines.ingest.drain import drain_queue
@@ -206,15 +207,12 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         with provider_errors(), sms_api.client() as client:
             fetched = fetch_statistics(client, days)
         with warehouse.connect() as con:
-            report = store_statistics(con, fetched.frame)
+            store_statistics(con, fetched.frame)
+            report_days(context, con, "raw_statistics_hourly", days, {**days.instants(), "timezone": partitions.timezone})
         for problem in fetched.problems[:5]:
             context.log.warning(problem)
         missing = len(fetched.problems)
-        return dg.MaterializeResult(metadata={
-            "hours": report.hours, "hours_missing": missing,
-            "provider_request_success_count": report.request_success_count,
-            "provider_callback_count": report.callback_count,
-        }, check_results=[dg.AssetCheckResult(
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
             check_name=STATISTICS_COMPLETE, passed=not missing, severity=dg.AssetCheckSeverity.WARN,
             description=(f"{missing} hours without the provider's statistics (first: {fetched.problems[0]}); "
                          "the next run asks again") if missing else None,

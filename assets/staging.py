@@ -3,11 +3,10 @@ written per daily partition in one transaction (delete the slice, insert it)."""
 
 # No `from __future__ import annotations`: Dagster reads the annotations of asset functions
 # (config, resources, context) when it builds the definitions.
-import dataclasses
-
 import dagster as dg
 
 from assets import options
+from assets.reporting import report_days
 from assets.ingestion import raw_queue_records
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, WarehouseResource
@@ -25,7 +24,11 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
         days = days_of(context, partitions)
         with warehouse.connect() as con:
             report = build_messages(con, days)
-        return dg.MaterializeResult(metadata=dataclasses.asdict(report))
+            report_days(context, con, "staging_messages", days, days.dates())
+        if report.unusable_send_times:
+            context.log.warning(f"{report.unusable_send_times} sends-log rows near these days have no usable "
+                                "SendTime (0, negative or far future): they belong to no day")
+        return dg.MaterializeResult()
 
     @dg.asset(key=["staging", "replies"], deps=[raw_queue_records, ["raw", "gap_fill"]],
               **options.daily(partitions, "staging", "polars"))
@@ -34,7 +37,8 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
         """staging.replies: distinct replies of the day, normalized."""
         days = days_of(context, partitions)
         with warehouse.connect() as con:
-            report = build_replies(con, days)
-        return dg.MaterializeResult(metadata={"replies": report.replies, "flagged_times": report.flagged_times})
+            build_replies(con, days)
+            report_days(context, con, "staging_replies", days, days.dates())
+        return dg.MaterializeResult()
 
     return [staging_messages, staging_replies]

@@ -2,8 +2,10 @@
 -- (marts.message_status by send day) beside the provider's (marts.provider_statistics_hourly, the
 -- hours of the day; the provider buckets messages by send hour, so the two are comparable).
 -- `submitted` needs the sends log: on a day without sends-log messages it and its difference
--- are null, and our delivery_rate is that of the sends-log messages. Provider columns are null on
--- a day without statistics hours.
+-- are null, and so are the other differences: without a sends log our messages are placed by the
+-- day of their first receipt while the provider counts by send hour, so they are not comparable.
+-- Our delivery_rate is that of the sends-log messages. Provider columns are null on a day without
+-- statistics hours.
 insert into marts.reconciliation_daily (
     day, has_sends_log, submitted, provider_request_success_count, submitted_diff,
     receipts, provider_callback_count, receipts_diff, delivered, provider_callback_success_count,
@@ -58,9 +60,10 @@ joined as (
 select
     day, has_sends_log,
     submitted, request_success_count, submitted - request_success_count,
-    receipts, callback_count, receipts - callback_count,
-    delivered, callback_success_count, delivered - callback_success_count,
-    failed, callback_fail_count, failed - callback_fail_count,
+    -- comparable only with a sends log: otherwise our messages are placed by their receipt's day
+    receipts, callback_count, case when has_sends_log then receipts - callback_count end,
+    delivered, callback_success_count, case when has_sends_log then delivered - callback_success_count end,
+    failed, callback_fail_count, case when has_sends_log then failed - callback_fail_count end,
     logged_delivered / submitted,
     callback_success_count / nullif(request_success_count, 0),
     provider_hours

@@ -50,9 +50,10 @@ def warehouse(tmp_path):
     return path
 
 
-def run(warehouse, *, partition_key=None, tags=None, **metrics):
-    """Materialize the daily metric marts of a partition with their checks and the checks of
-    marts.message_status and marts.replies (whose rows the test wrote itself)."""
+def run(warehouse, *, partition_key=None, tags=None, expect_success=True, **metrics):
+    """Materialize the daily metric marts of a partition (or a range, by tags) with their checks
+    and the checks of marts.message_status and marts.replies (whose rows the test wrote itself).
+    Returns the evaluations by check name: one, or a list per day for a partitioned check."""
     result = dg.materialize(
         [*mart_assets(PARTITIONS), *C.build_checks(PARTITIONS)],
         selection=dg.AssetSelection.assets(*DERIVED)
@@ -63,9 +64,17 @@ def run(warehouse, *, partition_key=None, tags=None, **metrics):
             "warehouse": WarehouseResource(path=str(warehouse), spool_dir=str(warehouse.parent / "spool")),
             "metrics": MetricsConfig(coverage_threshold=0.9, lookback_days=3, **metrics),
         },
+        raise_on_error=False,
     )
-    assert result.success
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert result.success is expect_success
+    evaluations = {}
+    for e in result.get_asset_check_evaluations():
+        if e.partition is None:
+            evaluations[e.check_name] = e
+        else:
+            evaluations.setdefault(e.check_name, []).append(e)
+    return {name: (found[0] if isinstance(found, list) and len(found) == 1 else found)
+            for name, found in evaluations.items()}
 
 
 def test_every_check_passes_on_consistent_data(warehouse):
@@ -73,31 +82,27 @@ def test_every_check_passes_on_consistent_data(warehouse):
     assert set(evaluations) == {C.ONE_ROW_PER_SERIAL_NO, C.ONE_ROW_PER_GROUP, C.ONE_ROW_PER_REPLY,
                                 C.ALLOWED_REPORT_STATUS, C.RECEIPT_COVERAGE, C.MATCHES_PROVIDER_STATISTICS}
     assert {name: e.passed for name, e in evaluations.items() if not e.passed} == {}
-    assert evaluations[C.MATCHES_PROVIDER_STATISTICS].metadata["days_checked"].value == 1
-    assert evaluations[C.RECEIPT_COVERAGE].metadata["lowest_coverage"].value == 1.0
     assert evaluations[C.MATCHES_PROVIDER_STATISTICS].partition == DAY.isoformat()
+    assert evaluations[C.MATCHES_PROVIDER_STATISTICS].metadata["receipts"].value == {"ours": 10, "provider": 10}
+    assert evaluations[C.RECEIPT_COVERAGE].metadata["coverage"].value == 1.0
 
 
-def test_missing_receipts_fail_reconciliation_and_coverage_naming_the_day(warehouse):
+def test_missing_receipts_fail_reconciliation_and_coverage_naming_the_counts(warehouse):
     with open_warehouse(warehouse) as con:
         con.execute("update marts.message_status set report_status = null, user_receive_time = null "
                     "where serial_no in ('2026-01-05-0', '2026-01-05-1', '2026-01-05-9')")
     evaluations = run(warehouse, partition_key=DAY.isoformat())
 
     reconciliation = evaluations[C.MATCHES_PROVIDER_STATISTICS]
-    assert not reconciliation.passed
-    assert reconciliation.severity == dg.AssetCheckSeverity.ERROR
-    assert "2026-01-05" in reconciliation.description
-    differences = reconciliation.metadata["differences"].value
-    assert {(d["day"], d["count"], d["ours"], d["provider"]) for d in differences} == {
-        ("2026-01-05", "receipts", 7, 10), ("2026-01-05", "delivered", 7, 9), ("2026-01-05", "failed", 0, 1)}
+    assert (reconciliation.passed, reconciliation.severity, reconciliation.partition) == (
+        False, dg.AssetCheckSeverity.ERROR, "2026-01-05")
+    assert reconciliation.description == ("differs from the provider's statistics: receipts ours 7 vs provider 10 (-3); "
+                                          "delivered ours 7 vs provider 9 (-2); failed ours 0 vs provider 1 (-1)")
 
     coverage = evaluations[C.RECEIPT_COVERAGE]
-    assert not coverage.passed
-    assert coverage.severity == dg.AssetCheckSeverity.WARN
-    assert coverage.metadata["below_threshold"].value == [
-        {"day": "2026-01-05", "coverage": 0.7, "receipts": 7, "submitted": 10}]
-    assert "2026-01-05" in coverage.description
+    assert (coverage.passed, coverage.severity, coverage.partition) == (False, dg.AssetCheckSeverity.WARN, "2026-01-05")
+    assert coverage.metadata["coverage"].value == 0.7
+    assert "3 of 10 messages have no receipt" in coverage.description
     assert evaluations[C.ONE_ROW_PER_SERIAL_NO].passed
 
 
@@ -117,36 +122,47 @@ def test_a_difference_inside_the_lookback_window_only_warns(warehouse):
     reconciliation = evaluations[C.MATCHES_PROVIDER_STATISTICS]
     assert not reconciliation.passed
     assert reconciliation.severity == dg.AssetCheckSeverity.WARN
-    assert recent.isoformat() in reconciliation.description
     # Coverage is judged only once the day has left the lookback window.
-    assert evaluations[C.RECEIPT_COVERAGE].passed
-    assert evaluations[C.RECEIPT_COVERAGE].metadata["days_checked"].value == 0
+    coverage = evaluations[C.RECEIPT_COVERAGE]
+    assert coverage.passed and "receipts still arrive" in coverage.description
 
 
-def test_a_backfill_range_checks_each_day_and_skips_days_without_statistics(warehouse):
+def test_a_range_run_records_one_result_per_day_and_nothing_else(warehouse):
     with open_warehouse(warehouse) as con:
         add_day(con, DAY + dt.timedelta(days=1), statistics=False)
         add_day(con, DAY + dt.timedelta(days=2), provider=(11, 10, 9, 1))
     evaluations = run(warehouse, tags={"dagster/asset_partition_range_start": "2026-01-05",
-                                       "dagster/asset_partition_range_end": "2026-01-07"})
-    reconciliation = evaluations[C.MATCHES_PROVIDER_STATISTICS]
-    assert not reconciliation.passed
-    assert reconciliation.metadata["days_checked"].value == 2
-    assert reconciliation.metadata["days_skipped"].value == 1
-    assert "2026-01-06: no provider statistics" in reconciliation.metadata["skipped"].value
-    assert [(d["day"], d["count"], d["ours"], d["provider"]) for d in reconciliation.metadata["differences"].value] == [
-        ("2026-01-07", "submitted", 10, 11)]
-    assert "2026-01-07" in reconciliation.description and "2026-01-05" not in reconciliation.description
+                                       "dagster/asset_partition_range_end": "2026-01-08"})
+    by_day = {e.partition: e for e in evaluations[C.MATCHES_PROVIDER_STATISTICS]}
+    assert sorted(by_day) == ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]
+    assert by_day["2026-01-05"].passed
+    assert by_day["2026-01-06"].passed and "no provider statistics" in by_day["2026-01-06"].description
+    assert not by_day["2026-01-07"].passed
+    assert by_day["2026-01-07"].description == ("differs from the provider's statistics: "
+                                                "submitted ours 10 vs provider 11 (-1)")
+    assert by_day["2026-01-08"].passed  # an empty day: nothing to compare
+    coverage = {e.partition: e.passed for e in evaluations[C.RECEIPT_COVERAGE]}
+    assert coverage == {"2026-01-05": True, "2026-01-06": True, "2026-01-07": True, "2026-01-08": True}
 
 
-def test_repeated_keys_and_unknown_statuses_fail(warehouse):
+def test_without_a_sends_log_reconciliation_says_it_is_not_comparable(warehouse):
+    """Receipts placed by their receipt's day against counts by send hour: not a difference."""
+    with open_warehouse(warehouse) as con:
+        con.execute("update marts.message_status set in_sends_log = false")
+        con.execute("update raw.statistics_hourly set callback_count = 12")  # bucketed elsewhere
+    reconciliation = run(warehouse, partition_key=DAY.isoformat())[C.MATCHES_PROVIDER_STATISTICS]
+    assert reconciliation.passed
+    assert "not comparable" in reconciliation.description
+
+
+def test_repeated_keys_and_unknown_statuses_fail_and_duplicated_messages_block_the_metrics(warehouse):
     with open_warehouse(warehouse) as con:
         con.execute("insert into marts.message_status select * from marts.message_status where serial_no = '2026-01-05-3'")
         con.execute("update marts.message_status set report_status = 'DELIVRD' where serial_no = '2026-01-05-4'")
         for _ in range(2):
             con.execute("insert into marts.replies (reply_date, is_opt_out, record_key) values ($d, false, 'k')",
                         {"d": DAY})
-    evaluations = run(warehouse, partition_key=DAY.isoformat())
+    evaluations = run(warehouse, partition_key=DAY.isoformat(), expect_success=False)
 
     serials = evaluations[C.ONE_ROW_PER_SERIAL_NO]
     assert (serials.passed, serials.severity) == (False, dg.AssetCheckSeverity.ERROR)
@@ -155,8 +171,8 @@ def test_repeated_keys_and_unknown_statuses_fail(warehouse):
     statuses = evaluations[C.ALLOWED_REPORT_STATUS]
     assert not statuses.passed
     assert statuses.metadata["unexpected_statuses"].value == {"DELIVRD": 1}
-    # delivery_daily itself is rebuilt by groups, so it keeps one row per group.
-    assert evaluations[C.ONE_ROW_PER_GROUP].passed
+    # The check is blocking: the metrics built on marts.message_status did not run this time.
+    assert C.ONE_ROW_PER_GROUP not in evaluations and C.MATCHES_PROVIDER_STATISTICS not in evaluations
 
 
 def test_delivery_daily_uniqueness_treats_null_keys_as_equal(warehouse):

@@ -59,9 +59,14 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+    prepare_session(con)
+    return con
+
+
+def prepare_session(con: duckdb.DuckDBPyConnection) -> None:
+    """What every warehouse connection sets, a DuckDB file's or a lake's (pipelines/warehouse/lake.py)."""
     con.execute("set time zone 'UTC'")
     con.execute(_macros())
-    return con
 
 
 @contextlib.contextmanager

@@ -7,10 +7,15 @@ import os
 
 import duckdb
 import pytest
-from postgres_support import lake_location, postgres  # noqa: F401  (fixtures)
+import postgres_support
 
 from pipelines.warehouse import lake
 from pipelines.warehouse.lake import LakeConfigError, LakeLocation, parse_lake_uri, redact
+
+# The fixtures of tests/postgres_support.py, visible to this module's tests.
+lake_location = postgres_support.lake_location
+postgres = postgres_support.postgres
+
 
 
 def test_a_lake_uri_is_read_into_conninfo_and_an_absolute_data_path(tmp_path, monkeypatch):
@@ -87,7 +92,7 @@ def test_a_wrong_password_is_one_line_that_shows_no_password(lake_location, monk
         lake.connect(lake_location)
 
 
-def test_the_password_comes_from_a_service_file(lake_location, postgres, tmp_path, monkeypatch):  # noqa: F811
+def test_the_password_comes_from_a_service_file(lake_location, postgres, tmp_path, monkeypatch):
     words = dict(word.split("=", 1) for word in lake_location.conninfo.split())
     service = tmp_path / "pg_service.conf"
     service.write_text("[smsledger_lake]\n" + "".join(f"{k}={v}\n" for k, v in words.items())

@@ -17,7 +17,7 @@ import zoneinfo
 import polars as pl
 import pytest
 from pathlib import Path
-from postgres_support import lake_location, postgres  # noqa: F401  (fixtures)
+import postgres_support
 from support import sim_client
 
 import pipelines.sql
@@ -38,6 +38,11 @@ from pipelines.warehouse.staging import build_messages, build_replies
 # Columns a load stamps with the time it ran: they differ between two loads by design.
 LOAD_TIMES = {"raw.batches": "loaded_at", "raw.source_files": "loaded_at", "raw.quarantine": "quarantined_at",
               "raw.statistics_hourly": "pulled_at"}
+
+# The fixtures of tests/postgres_support.py, visible to this module's tests.
+lake_location = postgres_support.lake_location
+postgres = postgres_support.postgres
+
 
 
 def lake_ddl(name: str) -> str:
@@ -63,7 +68,7 @@ def rows(con, table: str, catalog: str = lake.CATALOG) -> list[tuple]:
     return con.execute(f"select *{exclude} from {catalog}.{table} order by all").fetchall()
 
 
-def test_the_pipeline_on_a_lake_gives_the_rows_of_a_duckdb_file(tmp_path, lake_location):  # noqa: F811
+def test_the_pipeline_on_a_lake_gives_the_rows_of_a_duckdb_file(tmp_path, lake_location):
     now = time.time() - 3600
     config = SimulatorConfig(port=0, seed=31, days=3, messages_per_day=400, out_dir=tmp_path / "sim", now=now,
                              clock_runs=False, rate_scale=0, faults="PullSmsSendStatus:reset=0.2")
@@ -153,7 +158,7 @@ def _report_params(report: str, days: DayRange) -> dict:
     return {k: v for k, v in params.items() if f"${k}" in text}
 
 
-def test_upserts_by_merge_into_replace_by_key(lake_location):  # noqa: F811
+def test_upserts_by_merge_into_replace_by_key(lake_location):
     """The replacement of `insert or replace` / `on conflict do update`: merge into by the key."""
     con = lake.connect(lake_location)
     try:

@@ -11,13 +11,18 @@ import time
 
 import duckdb
 import pytest
-from postgres_support import lake_location, postgres  # noqa: F401  (fixtures)
+import postgres_support
 
 from pipelines.warehouse import lake
 from pipelines.warehouse.db import transaction
 
 ROWS_PER_DAY = 1000
 DAY0 = dt.date(2026, 1, 1)
+
+# The fixtures of tests/postgres_support.py, visible to this module's tests.
+lake_location = postgres_support.lake_location
+postgres = postgres_support.postgres
+
 
 
 def _rewrite_day(con: duckdb.DuckDBPyConnection, day: dt.date, version: int) -> None:
@@ -28,7 +33,7 @@ def _rewrite_day(con: duckdb.DuckDBPyConnection, day: dt.date, version: int) -> 
 
 
 @pytest.fixture
-def daily(lake_location):  # noqa: F811
+def daily(lake_location):
     con = lake.connect(lake_location)
     con.execute("create schema marts")
     con.execute("create table marts.daily (day date not null, n bigint, version integer)")
@@ -38,7 +43,7 @@ def daily(lake_location):  # noqa: F811
     con.close()
 
 
-def test_rewriting_another_day_of_the_same_table_conflicts_and_the_retry_lands_it(daily, lake_location):  # noqa: F811
+def test_rewriting_another_day_of_the_same_table_conflicts_and_the_retry_lands_it(daily, lake_location):
     other = lake.connect(lake_location)
     try:
         # Appends of two writers to the same table both land (DuckLake retries the catalog race).
@@ -144,7 +149,7 @@ def _writer(location, first_day: dt.date, days: int, rounds: int, rows: int = RO
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
 
 
-def test_four_processes_rewriting_their_own_days_all_land_with_the_retry(daily, lake_location):  # noqa: F811
+def test_four_processes_rewriting_their_own_days_all_land_with_the_retry(daily, lake_location):
     rounds = 6
     writers = [_writer(lake_location, DAY0 + dt.timedelta(days=i), 1, rounds) for i in range(4)]
     outputs = [w.communicate(timeout=300) for w in writers]
@@ -158,7 +163,7 @@ def test_four_processes_rewriting_their_own_days_all_land_with_the_retry(daily, 
     print(f"{4 * rounds} slice rewrites by 4 processes, {retries} retries")
 
 
-def test_a_writer_killed_mid_commit_leaves_the_lake_readable_and_the_next_writer_completes(daily, lake_location):  # noqa: F811
+def test_a_writer_killed_mid_commit_leaves_the_lake_readable_and_the_next_writer_completes(daily, lake_location):
     rows = 200_000  # a commit that takes a while: Parquet files written, then the catalog updated
     for delay in (0.3, 0.9, 1.6):
         writer = _writer(lake_location, DAY0, 4, 50, rows)

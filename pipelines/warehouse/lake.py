@@ -15,9 +15,9 @@ whose file name is not its entry point's.
 
 What DuckLake does differently from a DuckDB file (docs/ducklake.md has the evidence): no primary
 keys, so no `insert or replace` / `on conflict` (use `merge into` or delete + insert); and a
-transaction that deletes from a table and inserts into it fails at commit when another process
-committed a delete from the same table meanwhile, even on another day's slice: such a unit of
-work is re-run whole by `retry_on_conflict`.
+transaction that inserts into a table fails at commit when another process committed a delete from
+it meanwhile (and one that deletes, when another inserted), even on another day's slice: such a
+unit of work is re-run whole by `retry_on_conflict`. Appends alone never conflict.
 """
 
 from __future__ import annotations
@@ -214,8 +214,9 @@ def is_commit_conflict(exc: BaseException) -> bool:
     """A DuckLake commit lost to another process's commit: the whole unit of work may be re-run.
     Raised at COMMIT as duckdb.TransactionException "... Transaction conflict - attempting to
     insert into table with index "N" - but another transaction has deleted from it" (or "deleted
-    inlined data from it"), or "Exceeded the maximum retry count" when DuckLake's own retry of a
-    snapshot-id race (ducklake_max_retry_count, 10 by default) gave up."""
+    inlined data from it", or "attempting to delete from table ... has inserted into it"), or
+    "Exceeded the maximum retry count" when DuckLake's own retry of a snapshot-id race
+    (ducklake_max_retry_count, 10 by default) gave up."""
     if not isinstance(exc, duckdb.TransactionException):
         return False
     text = str(exc)

@@ -53,6 +53,16 @@ def test_rewriting_another_day_of_the_same_table_conflicts_and_the_retry_lands_i
         other.execute("insert into marts.daily values ('2026-02-02', 1, 0)")
         daily.execute("commit")
         other.execute("commit")
+        # An append loses to a delete committed meanwhile in the same table, even of other rows
+        # (the loader appending to raw.quarantine while sending_app deletes a file's rows from it).
+        daily.execute("begin")
+        other.execute("begin")
+        daily.execute("delete from marts.daily where day = '2026-02-01'")
+        other.execute("insert into marts.daily values ('2026-02-03', 1, 0)")
+        daily.execute("commit")
+        with pytest.raises(duckdb.TransactionException, match="but another transaction has deleted") as caught:
+            other.execute("commit")
+        assert lake.is_commit_conflict(caught.value)
         # Two slice rewrites of different days: the second commit loses.
         daily.execute("begin")
         daily.execute("delete from marts.daily where day = ?", [DAY0])

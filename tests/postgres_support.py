@@ -71,7 +71,10 @@ def find_bindir() -> Path:
     """The folder of initdb and pg_ctl: SMSLEDGER_PG_BINDIR, else the newest
     /usr/lib/postgresql/N/bin, else initdb on PATH."""
     if os.environ.get("SMSLEDGER_PG_BINDIR"):
-        return Path(os.environ["SMSLEDGER_PG_BINDIR"])
+        bindir = Path(os.environ["SMSLEDGER_PG_BINDIR"])
+        if not (bindir / "initdb").exists():
+            raise PostgresUnavailable(f"SMSLEDGER_PG_BINDIR={bindir} has no initdb")
+        return bindir
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if found:
         return Path(found[-1]).parent
@@ -99,6 +102,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         except KeyError:
             raise PostgresUnavailable("running as root and there is no `postgres` user to run the server as "
                                       "(Debian's postgresql package creates it)") from None
+        if shutil.which("runuser") is None:
+            raise PostgresUnavailable("running as root and there is no runuser to start the server as `postgres`")
         run_as = ["runuser", "-u", "postgres", "--"]
     base = Path(tempfile.mkdtemp(prefix="smsledger-pg-"))
     password = secrets.token_urlsafe(16)

@@ -27,7 +27,7 @@ import importlib
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,6 +38,7 @@ from pipelines.warehouse.db import prepare_session
 SCHEME = "ducklake:postgres:"
 CATALOG = "lake"  # the name the lake is attached under; `use lake` makes raw.x, marts.y resolve
 _EXTENSIONS = {"postgres": "duckdb_extension_postgres", "ducklake": "duckdb_extension_ducklake"}
+_OBJECT_STORE_EXTENSION = {"httpfs": "duckdb_extension_httpfs"}  # only for an s3:// data path
 
 T = TypeVar("T")
 
@@ -133,13 +134,15 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
-    """LOAD postgres and ducklake from their PyPI packages (INSTALL from the package's file into
-    DuckDB's extension directory first, a no-op once there). Each LOAD verifies the extension's
-    signature (about 0.25 s each); nothing is downloaded, autoinstall being off."""
+def load_extensions(con: duckdb.DuckDBPyConnection, *, object_store: bool = False) -> None:
+    """LOAD postgres and ducklake (and httpfs for object storage) from their PyPI packages
+    (INSTALL from the package's file into DuckDB's extension directory first, a no-op once there).
+    Each LOAD verifies the extension's signature (about 0.25 s each); nothing is downloaded,
+    autoinstall being off."""
     con.execute("set autoinstall_known_extensions = false")
     version = duckdb.__version__
-    for name, module_name in _EXTENSIONS.items():
+    wanted = {**_EXTENSIONS, **(_OBJECT_STORE_EXTENSION if object_store else {})}
+    for name, module_name in wanted.items():
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -156,16 +159,24 @@ def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"load {name}")
 
 
-def connect(location: LakeLocation, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(location: LakeLocation, *, read_only: bool = False,
+            object_store: Mapping[str, str | bool] | None = None) -> duckdb.DuckDBPyConnection:
     """A connection with the lake attached as `lake` and in use (so raw.x, staging.y, marts.z
     resolve to it), the session set up like a DuckDB file's (UTC, the macros of sql/ddl/macros.sql).
 
+    `object_store`: for an s3:// data path, the options of a DuckDB S3 secret (key_id, secret,
+    region, endpoint, url_style, use_ssl, session_token), kept in this session only.
+
     Read-only: the lake is attached READ_ONLY (its Postgres catalog too), then every other file,
-    database and extension is locked away: only the data path stays readable."""
+    database and extension is locked away: only the data path stays readable. Run the user's SQL
+    through `check_read_only_query` first: the data path itself stays writable by COPY."""
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")  # DuckLake commits would draw one on stdout
-        load_extensions(con)
+        remote = location.data_path is not None and "://" in location.data_path
+        load_extensions(con, object_store=remote or object_store is not None)
+        if object_store is not None:
+            _create_object_store_secret(con, object_store)
         options = ["read_only"] if read_only else []
         if location.data_path is not None and not read_only:
             # The catalog records the data path on creation and refuses another one later: readers
@@ -188,6 +199,22 @@ def connect(location: LakeLocation, *, read_only: bool = False) -> duckdb.DuckDB
     return con
 
 
+_SECRET_OPTIONS = {"key_id", "secret", "region", "endpoint", "url_style", "use_ssl", "session_token"}
+
+
+def _create_object_store_secret(con: duckdb.DuckDBPyConnection, options: Mapping[str, str | bool]) -> None:
+    unknown = set(options) - _SECRET_OPTIONS
+    if unknown:
+        raise LakeConfigError(f"unknown object-store options {sorted(unknown)}: expected some of {sorted(_SECRET_OPTIONS)}")
+    words = ", ".join(f"{key} {str(value).lower() if isinstance(value, bool) else _sql_string(str(value))}"
+                      for key, value in options.items())
+    try:
+        con.execute(f"create or replace temporary secret smsledger_lake_store (type s3, {words})")
+    except duckdb.Error as exc:
+        # DuckDB's message would repeat the statement, secret included: only its kind is told.
+        raise LakeConfigError(f"the object-store options were refused by DuckDB ({type(exc).__name__})") from None
+
+
 def data_path_of(con: duckdb.DuckDBPyConnection) -> str:
     """The data path recorded in the attached lake's catalog."""
     (path,) = con.execute(f"select value from {CATALOG}.options() where option_name = 'data_path'").fetchone()
@@ -198,12 +225,29 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
     """Reading the lake needs DuckDB's external access (the Postgres catalog, the Parquet files);
     once attached, every other file, ATTACH, COPY TO and extension load is refused, and the
     settings are locked so a query cannot turn them back on."""
-    data_path = data_path_of(con)
-    if "://" not in data_path:
-        con.execute(f"set allowed_directories = [{_sql_string(data_path)}]")
+    con.execute(f"set allowed_directories = [{_sql_string(data_path_of(con))}]")  # a folder or an s3:// prefix
     con.execute("set enable_external_access = false")
     con.execute("set autoload_known_extensions = false")
     con.execute("set lock_configuration = true")
+
+
+# What `smsledger sql` may run on a lake: queries (select, with, from, describe, show, pragma
+# lookups, summarize all parse as SELECT) and explain. The lock-down leaves the data path
+# writable (COPY ... TO a file there would overwrite the lake's own Parquet files), so anything
+# else is refused before it runs.
+READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+
+class QueryNotAllowed(ValueError):
+    """A statement other than a query, in one line."""
+
+
+def check_read_only_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Raise QueryNotAllowed unless every statement of `query` is a query (parsing only)."""
+    for statement in con.extract_statements(query):
+        if statement.type not in READ_ONLY_STATEMENTS:
+            raise QueryNotAllowed(f"only queries can run on the lake (select, with, describe, show, explain), "
+                                  f"not {statement.type.name.lower()}")
 
 
 def _one_line(exc: BaseException) -> str:

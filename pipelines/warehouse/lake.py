@@ -168,8 +168,8 @@ def connect(location: LakeLocation, *, read_only: bool = False,
     region, endpoint, url_style, use_ssl, session_token), kept in this session only.
 
     Read-only: the lake is attached READ_ONLY (its Postgres catalog too), then every other file,
-    database and extension is locked away: only the data path stays readable. Run the user's SQL
-    through `check_read_only_query` first: the data path itself stays writable by COPY."""
+    database and extension is locked away: only the data path stays readable. The data path itself
+    stays writable by COPY: `smsledger sql` must run only reading statements (its own check)."""
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")  # DuckLake commits would draw one on stdout
@@ -229,25 +229,6 @@ def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set enable_external_access = false")
     con.execute("set autoload_known_extensions = false")
     con.execute("set lock_configuration = true")
-
-
-# What `smsledger sql` may run on a lake: queries (select, with, from, describe, show, pragma
-# lookups, summarize all parse as SELECT) and explain. The lock-down leaves the data path
-# writable (COPY ... TO a file there would overwrite the lake's own Parquet files), so anything
-# else is refused before it runs.
-READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
-
-
-class QueryNotAllowed(ValueError):
-    """A statement other than a query, in one line."""
-
-
-def check_read_only_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Raise QueryNotAllowed unless every statement of `query` is a query (parsing only)."""
-    for statement in con.extract_statements(query):
-        if statement.type not in READ_ONLY_STATEMENTS:
-            raise QueryNotAllowed(f"only queries can run on the lake (select, with, describe, show, explain), "
-                                  f"not {statement.type.name.lower()}")
 
 
 def _one_line(exc: BaseException) -> str:

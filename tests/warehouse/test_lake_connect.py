@@ -137,20 +137,10 @@ def test_read_only_reads_the_lake_and_nothing_else(lake_location, tmp_path):
             with pytest.raises(duckdb.Error, match=cause):
                 reader.execute(statement)
         assert not (tmp_path / "out.csv").exists()
-        # The lock-down leaves the data path writable: COPY could overwrite the lake's own files.
-        # smsledger sql therefore runs only queries, checked before they run.
-        inside = f"copy (select 1) to '{lake_location.data_path}x.csv'"
-        reader.execute(inside)
-        with pytest.raises(lake.QueryNotAllowed, match="not copy"):
-            lake.check_read_only_query(reader, inside)
-        for query in ("select 1", "with a as (select 1) select * from a", "from marts.delivery_daily", "describe marts.delivery_daily",
-                      "show tables", "explain select 1", "summarize marts.delivery_daily"):
-            lake.check_read_only_query(reader, query)
-        for statement, kind in (("select 1; delete from marts.delivery_daily", "delete"), ("attach 'x.duckdb' as x", "attach"),
-                                ("set threads = 1", "set"), ("call ducklake_expire_snapshots('lake')", "call"),
-                                ("export database 'dump'", "export")):
-            with pytest.raises(lake.QueryNotAllowed, match=f"not {kind}$"):
-                lake.check_read_only_query(reader, statement)
+        # The lock-down leaves the data path writable: COPY there succeeds (and could overwrite the
+        # lake's own files), so `smsledger sql` must refuse every statement but a reading one.
+        reader.execute(f"copy (select 1) to '{lake_location.data_path}x.csv'")
+        assert os.path.exists(f"{lake_location.data_path}x.csv")
         # temp macros and tables of the session still work
         assert reader.execute("select unix_seconds(1767225600)").fetchone() == (1767225600,)
     finally:

@@ -68,11 +68,16 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
                 on_wait = None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-    con.execute("set time zone 'UTC'")
-    con.execute(_macros())
+    prepare_session(con)
     if read_only:
         _lock_for_reading(con)
     return con
+
+
+def prepare_session(con: duckdb.DuckDBPyConnection) -> None:
+    """What every warehouse connection sets, a DuckDB file's or a lake's (pipelines/warehouse/lake.py)."""
+    con.execute("set time zone 'UTC'")
+    con.execute(_macros())
 
 
 def _lock_for_reading(con: duckdb.DuckDBPyConnection) -> None:

@@ -16,13 +16,17 @@ clock, the fault plan, counters, and the ground truth that tests and demos compa
                                           both statistics recomputed from the per-message truth
     GET  /_sim/truth/reported_conversions what ReportConversion received
 
-Answers are JSON (arrays for the truth lists); errors are 4xx with {"error": "..."}.
+Answers are JSON; the truth lists are JSON arrays streamed with chunked transfer encoding, made
+batch by batch as the client reads them (a day of ten million messages is never held); errors
+are 4xx with {"error": "..."}.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 import zoneinfo
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -42,6 +46,27 @@ class Service(Protocol):
     provider_tz: zoneinfo.ZoneInfo
 
     def set_faults(self, spec: str) -> FaultPlan: ...
+
+
+@dataclasses.dataclass
+class Stream:
+    """An answer streamed as one JSON array of `items`."""
+
+    items: Iterable[Any]
+    batch: int = 1000
+
+    def chunks(self) -> Iterator[bytes]:
+        yield b"["
+        separator = b""
+        batch: list[bytes] = []
+        for item in self.items:
+            batch.append(orjson.dumps(item))
+            if len(batch) >= self.batch:
+                yield separator + b",".join(batch)
+                separator, batch = b",", []
+        if batch:
+            yield separator + b",".join(batch)
+        yield b"]"
 
 
 def route(service: Service, request: Request) -> tuple[int, Any]:
@@ -121,9 +146,9 @@ _ROUTES = {
     ("GET", "/_sim/faults"): _faults,
     ("POST", "/_sim/faults"): _set_faults,
     ("GET", "/_sim/stats"): _stats,
-    ("GET", "/_sim/truth/messages"): lambda service, request: service.state.truth_messages(),
-    ("GET", "/_sim/truth/replies"): lambda service, request: service.state.truth_replies(),
-    ("GET", "/_sim/truth/handed_out"): lambda service, request: service.state.truth_handed_out(),
+    ("GET", "/_sim/truth/messages"): lambda service, request: Stream(service.state.truth_messages()),
+    ("GET", "/_sim/truth/replies"): lambda service, request: Stream(service.state.truth_replies()),
+    ("GET", "/_sim/truth/handed_out"): lambda service, request: Stream(service.state.truth_handed_out()),
     ("GET", "/_sim/truth/statistics"): _truth_statistics,
     ("GET", "/_sim/truth/reported_conversions"): lambda service, request: list(service.state.reported_conversions),
 }

@@ -146,6 +146,28 @@ TEMPLATES = (
 TEMPLATE_KIND_WEIGHTS = {"otp": 0.5, "notice": 0.35, "marketing": 0.15}
 INTERNATIONAL_KIND_WEIGHTS = {"otp": 0.6, "notice": 0.4}
 
+
+@dataclasses.dataclass(frozen=True)
+class AppProfile:
+    """How the traffic of one application of the account differs from another's, so that
+    per-application metrics differ: its volume, its mix of mainland template kinds, its share of
+    international numbers."""
+
+    volume: float  # multiplies messages_per_day
+    kind_weights: dict[str, float]  # mainland China messages by template kind
+    international: float  # multiplies the traffic weights of the countries other than mainland China
+
+    def country_weights(self) -> dict[str, float]:
+        return {c.iso: c.weight * (1.0 if c.mainland else self.international) for c in COUNTRIES}
+
+
+# The n-th configured application takes the n-th profile (cycling).
+APP_PROFILES = (
+    AppProfile(1.0, TEMPLATE_KIND_WEIGHTS, 1.0),  # codes and notices, some marketing
+    AppProfile(0.4, {"otp": 0.1, "notice": 0.3, "marketing": 0.6}, 0.3),  # marketing, mostly mainland
+    AppProfile(0.25, {"otp": 0.85, "notice": 0.15, "marketing": 0.0}, 3.0),  # sign-in codes, international-heavy
+)
+
 # SendSms per-number failures: (Code, Message). SerialNo "", Fee 0, IsoCode "" as in the documented example.
 SEND_FAILURES = (
     ("LimitExceeded.PhoneNumberDailyLimit", "the number of SMS messages sent to this number today exceeds the limit"),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from pipelines.simulator import admin, api, auth
+from pipelines.simulator.catalog import APP_PROFILES
 from pipelines.simulator.faults import INTERNAL_ERRORS, NO_FAULTS, FaultPlan
 from pipelines.simulator.state import SimState
 from pipelines.simulator.traffic import generate_traffic
@@ -88,9 +89,11 @@ class Service:
     def __init__(self, config: SimulatorConfig):
         self.config = config
         start = time.time() if config.now is None else config.now
-        traffic = generate_traffic(config.seed, config.days, config.messages_per_day, start)
-        self.state = SimState(traffic, sdk_app_id=config.sdk_app_id, start=start, clock_runs=config.clock_runs,
-                              out_dir=config.out_dir, seed=config.seed + 1)
+        apps = [generate_traffic(config.seed, config.days, config.messages_per_day, start, sdk_app_id=app_id,
+                                 ordinal=i, profile=APP_PROFILES[i % len(APP_PROFILES)])
+                for i, app_id in enumerate([config.sdk_app_id])]
+        self.state = SimState(apps, start=start, clock_runs=config.clock_runs, out_dir=config.out_dir,
+                              seed=config.seed + 1)
         self.provider_tz = zoneinfo.ZoneInfo(config.provider_timezone)
         self.credentials = {config.secret_id: config.secret_key}
         self.limiter = RateLimiter(RATE_LIMITS, config.rate_scale)
@@ -112,7 +115,10 @@ class Service:
             if request.path.startswith("/_sim/"):
                 self.stats.admin[request.path] += 1
                 status, payload = admin.route(self, request)
-                conn.send(status, orjson.dumps(payload), JSON, keep_alive=request.keep_alive)
+                if isinstance(payload, admin.Stream):
+                    conn.send_stream(status, payload.chunks(), JSON, keep_alive=request.keep_alive)
+                else:
+                    conn.send(status, orjson.dumps(payload), JSON, keep_alive=request.keep_alive)
             elif request.path == "/":
                 self._api(conn, request)
             else:
@@ -162,7 +168,7 @@ class Service:
         if not isinstance(params, dict):
             return self._error(conn, request, "InvalidParameter", "The request body must be a JSON object.",
                                request_id)
-        ctx = api.Context(self.state, self.config.sdk_app_id, self.provider_tz, request_id,
+        ctx = api.Context(self.state, self.provider_tz, request_id,
                           self.plan.probability(action, "dirty"))
         try:
             result = api.handle(action, params, ctx)

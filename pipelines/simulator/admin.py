@@ -8,12 +8,15 @@ clock, the fault plan, counters, and the ground truth that tests and demos compa
     POST /_sim/faults                     {"spec": "..."} (grammar in `faults`)
     GET  /_sim/stats                      requests per action, errors per code, faults per kind,
                                           queue positions
-    GET  /_sim/truth/messages             every message sent, with receipts, final status, conversion
-    GET  /_sim/truth/replies              every reply (phone, sign, content, time, is_opt_out, caused_by)
-    GET  /_sim/truth/handed_out           every pull response: action, request_id, outcome
+    GET  /_sim/truth/messages[?app=ID]    every message sent, with its sdk_app_id, receipts, final
+                                          status, conversion (every application, or one)
+    GET  /_sim/truth/replies[?app=ID]     every reply (sdk_app_id, phone, sign, content, time,
+                                          is_opt_out, caused_by)
+    GET  /_sim/truth/handed_out           every pull response: sdk_app_id, action, request_id, outcome
                                           (delivered | lost | pending), records and dirty variants
-    GET  /_sim/truth/statistics?begin=yyyymmddhh&end=yyyymmddhh
+    GET  /_sim/truth/statistics?begin=yyyymmddhh&end=yyyymmddhh[&app=ID]
                                           both statistics recomputed from the per-message truth
+                                          (default: the first application)
     GET  /_sim/truth/reported_conversions what ReportConversion received
 
 Answers are JSON; the truth lists are JSON arrays streamed with chunked transfer encoding, made
@@ -137,7 +140,16 @@ def _truth_statistics(service: Service, request: Request) -> dict[str, Any]:
         end = api.hour_start(end_text, service.provider_tz, "EndTime")
     except api.ApiError as exc:
         raise ValueError(exc.message) from None
-    return {"begin": begin_text, "end": end_text, **service.state.truth_statistics(begin, end + 3600)}
+    app = _app(service, request)
+    return {"begin": begin_text, "end": end_text, **service.state.truth_statistics(begin, end + 3600, app)}
+
+
+def _app(service: Service, request: Request) -> str | None:
+    """The `app` query parameter: a configured SmsSdkAppId, or None (all, or the default)."""
+    app = urllib.parse.parse_qs(request.query).get("app", [None])[0]
+    if app is not None and app not in service.state.apps:
+        raise ValueError(f"app {app!r} is not one of the configured SmsSdkAppIds {', '.join(service.state.apps)}")
+    return app
 
 
 _ROUTES = {
@@ -146,8 +158,9 @@ _ROUTES = {
     ("GET", "/_sim/faults"): _faults,
     ("POST", "/_sim/faults"): _set_faults,
     ("GET", "/_sim/stats"): _stats,
-    ("GET", "/_sim/truth/messages"): lambda service, request: Stream(service.state.truth_messages()),
-    ("GET", "/_sim/truth/replies"): lambda service, request: Stream(service.state.truth_replies()),
+    ("GET", "/_sim/truth/messages"): lambda service, request: Stream(
+        service.state.truth_messages(_app(service, request))),
+    ("GET", "/_sim/truth/replies"): lambda service, request: Stream(service.state.truth_replies(_app(service, request))),
     ("GET", "/_sim/truth/handed_out"): lambda service, request: Stream(service.state.truth_handed_out()),
     ("GET", "/_sim/truth/statistics"): _truth_statistics,
     ("GET", "/_sim/truth/reported_conversions"): lambda service, request: list(service.state.reported_conversions),

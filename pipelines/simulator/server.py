@@ -121,7 +121,7 @@ def serve(config: SimulatorConfig) -> None:
              if config.out_dir else "no files (no --out-dir)")
     print(f"smsledger simulator: serving Tencent Cloud SMS 2021-01-11 at {url} "
           f"(SMSLEDGER_ENDPOINT={url} TENCENTCLOUD_SECRET_ID={config.secret_id} TENCENTCLOUD_SECRET_KEY={key} "
-          f"SMSLEDGER_SDK_APP_ID={config.sdk_app_id}); {files}; admin at {url}/_sim/stats", flush=True)
+          f"SMSLEDGER_SDK_APP_ID={','.join(config.app_ids)}); {files}; admin at {url}/_sim/stats", flush=True)
     try:
         loop.run_forever()
     finally:

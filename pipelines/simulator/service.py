@@ -91,7 +91,7 @@ class Service:
         start = time.time() if config.now is None else config.now
         apps = [generate_traffic(config.seed, config.days, config.messages_per_day, start, sdk_app_id=app_id,
                                  ordinal=i, profile=APP_PROFILES[i % len(APP_PROFILES)])
-                for i, app_id in enumerate([config.sdk_app_id])]
+                for i, app_id in enumerate(config.app_ids)]
         self.state = SimState(apps, start=start, clock_runs=config.clock_runs, out_dir=config.out_dir,
                               seed=config.seed + 1)
         self.provider_tz = zoneinfo.ZoneInfo(config.provider_timezone)

@@ -18,6 +18,9 @@ clock, the fault plan, counters, and the ground truth that tests and demos compa
                                           both statistics recomputed from the per-message truth
                                           (default: the first application)
     GET  /_sim/truth/reported_conversions what ReportConversion received
+    GET  /_sim/truth/pushes               every push callback: sdk_app_id, kind (status | reply),
+                                          sim_time, records, attempts (outcome of each) and
+                                          whether it was acknowledged
 
 Answers are JSON; the truth lists are JSON arrays streamed with chunked transfer encoding, made
 batch by batch as the client reads them (a day of ten million messages is never held); errors
@@ -163,5 +166,6 @@ _ROUTES = {
     ("GET", "/_sim/truth/replies"): lambda service, request: Stream(service.state.truth_replies(_app(service, request))),
     ("GET", "/_sim/truth/handed_out"): lambda service, request: Stream(service.state.truth_handed_out()),
     ("GET", "/_sim/truth/statistics"): _truth_statistics,
+    ("GET", "/_sim/truth/pushes"): lambda service, request: Stream(service.state.truth_pushes()),
     ("GET", "/_sim/truth/reported_conversions"): lambda service, request: list(service.state.reported_conversions),
 }

@@ -41,6 +41,23 @@ FAILURE_CATEGORY = {
     "BEYONDH": FREQUENCY,
 }
 
+# What a status push says of each code in its `description` (the pull actions carry only the code).
+DESCRIPTION_TEXT = {
+    DELIVERED: "用户短信送达成功",
+    "EXPIRED": "短信超时未送达（用户关机或不在服务区）",
+    "UNDELIV": "短信无法送达",
+    "MK:0001": "用户手机关机或停机",
+    "MI:0059": "用户不在服务区",
+    "MK:0012": "空号",
+    "MN:0001": "空号或号码不存在",
+    "DB:0141": "号码在运营商黑名单中",
+    "REJECTD": "短信被运营商拒绝",
+    "ID:0076": "运营商网关内部错误",
+    "IC:0001": "运营商网关异常",
+    "BEYONDD": "超过运营商单号码日发送上限",
+    "BEYONDH": "超过运营商单号码小时发送上限",
+}
+
 # Descriptions of the earlier of two receipts for one message (a carrier retry that later succeeds or fails for good).
 INTERMEDIATE_DESCRIPTIONS = ("UNDELIV", "MK:0001")
 

@@ -22,6 +22,11 @@ rule does): CallbackCount = CallbackSuccessCount + CallbackFailCount, failures s
 by `catalog.FAILURE_CATEGORY`; its RequestSuccessCount is that of SendStatusStatistics. The counts
 are tallies per 15 minutes, kept as the clock passes the receipts.
 
+Push callbacks (`push`): with a callback URL, each application's receipts and replies are also
+taken, in time order, by push cursors of their own; `next_push` hands the pusher the next push
+(at most 100 receipts, or one reply) and the ground truth keeps every push and its attempts.
+Without `pushed_also_queued`, pushing takes the records and the pull queues hand out nothing.
+
 Ground truth is streamed: the `truth_*` methods are iterators that make records batch by batch;
 `due_receipts`/`due_replies`/`messages`/`replies` are sequences made on demand.
 
@@ -34,13 +39,15 @@ from __future__ import annotations
 import array
 import bisect
 import dataclasses
+import datetime as dt
 import heapq
 import os
 import random
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import zoneinfo
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +188,47 @@ class HandedOut:
         }
 
 
+@dataclasses.dataclass(slots=True)
+class Push:
+    """One push callback: a status push (up to 100 receipts) or a reply push (one reply), its
+    body, and the outcome of each attempt ("ok" or what went wrong)."""
+
+    app: AppState
+    kind: str  # status | reply
+    sim_time: float
+    ids: array.array
+    body: bytes
+    attempts: list[str] = dataclasses.field(default_factory=list)
+    acknowledged: bool = False
+
+    def to_json(self) -> dict:
+        action = A.PULL_SEND_STATUS if self.kind == "status" else A.PULL_REPLY_STATUS
+        return {"sdk_app_id": self.app.sdk_app_id, "kind": self.kind, "sim_time": self.sim_time,
+                "acknowledged": self.acknowledged, "attempts": list(self.attempts),
+                "records": [identity(r) for r in self.app.records(action, self.ids)]}
+
+
+def status_push_fields(r: Receipt, tz: zoneinfo.ZoneInfo) -> dict:
+    """A receipt as a status push carries it (reference section 6.1)."""
+    m = r.message
+    return {
+        "user_receive_time": dt.datetime.fromtimestamp(r.user_receive_time, tz).strftime("%Y-%m-%d %H:%M:%S"),
+        "nationcode": m.recipient.country_code,
+        "mobile": m.recipient.subscriber,
+        "report_status": r.report_status,
+        "errmsg": r.description,
+        "description": C.DESCRIPTION_TEXT[r.description],
+        "sid": m.serial_no,
+        "ext": m.session_context,
+    }
+
+
+def reply_push_fields(r: Reply) -> dict:
+    """A reply as a reply push carries it (reference section 6.2)."""
+    return {"extend": r.extend_code, "mobile": r.recipient.subscriber, "nationcode": r.recipient.country_code,
+            "sign": r.sign_name, "text": r.content, "time": r.reply_time}
+
+
 # -- time order and cursors ------------------------------------------------------------------
 
 
@@ -305,6 +353,8 @@ class AppState:
         self.send_tally: dict[int, list[int]] = {}
         self.callback_tally: dict[int, list[int]] = {}
         self.arrivals = Cursor(self.receipts)  # receipts counted in the callback tally
+        self.pushed_receipts = Cursor(self.receipts)
+        self.pushed_replies = Cursor(self.replies)
         self.sends_written = 0
         self.conversions_written = Cursor(self.conversions)
         self._tally_base_sends()
@@ -515,6 +565,9 @@ class SimState:
         clock_runs: bool = True,
         out_dir: Path | None = None,
         seed: int = 0,
+        provider_tz: zoneinfo.ZoneInfo | None = None,
+        pushing: bool = False,
+        pushed_also_queued: bool = True,
     ):
         self.lock = threading.RLock()
         self.apps = {traffic.sdk_app_id: AppState(traffic, seed) for traffic in apps}
@@ -526,6 +579,12 @@ class SimState:
         self.handed_out: list[HandedOut] = []
         self.reported_conversions: list[dict] = []
         self._files_lock = threading.Lock()
+        self.provider_tz = provider_tz or zoneinfo.ZoneInfo("Asia/Shanghai")
+        self.pushing = pushing
+        self.queues_hand_out = not pushing or pushed_also_queued  # else the pushes take the records
+        self.pushes: list[Push] = []
+        self.listeners: list[Callable[[], None]] = []  # told when the clock moves or messages are sent
+        self._next_app = 0
 
     def app(self, sdk_app_id: str | None) -> AppState:
         return self.apps[self.sdk_app_id if sdk_app_id is None else sdk_app_id]
@@ -541,14 +600,19 @@ class SimState:
     def advance(self, seconds: float) -> float:
         with self.lock:
             now = self.clock.advance(seconds)
-        self.write_files()
+        self._changed()
         return now
 
     def set_now(self, moment: float) -> float:
         with self.lock:
             now = self.clock.set(moment)
-        self.write_files()
+        self._changed()
         return now
+
+    def _changed(self) -> None:
+        self.write_files()
+        for listener in self.listeners:
+            listener()
 
     # -- pulls ---------------------------------------------------------------------------
 
@@ -561,6 +625,8 @@ class SimState:
             app = self.apps[sdk_app_id]
             queue = app.queues[action]
             now = self.clock.now()
+            if not self.queues_hand_out:
+                return [], None
             ids: list[int] = []
             variants: dict[int, tuple[str, ...]] = {}
             while queue.repeats and len(ids) < limit:
@@ -658,13 +724,55 @@ class SimState:
              sign: str, context: str) -> list[Message]:
         with self.lock:
             messages = self.apps[sdk_app_id].send(recipients, countries, template, sign, context, int(self.now()))
-        self.write_files()
+        self._changed()
         return messages
 
     def report_conversion(self, sdk_app_id: str, serial_no: str, conversion_time: int | None) -> None:
         with self.lock:
             self.reported_conversions.append({"SmsSdkAppId": sdk_app_id, "SerialNo": serial_no,
                                               "ConversionTime": conversion_time, "reported_at": self.clock.now()})
+
+    # -- pushes ------------------------------------------------------------------------
+
+    def next_push(self) -> Push | None:
+        """The next push due by the clock, the applications taken in turn: up to 100 receipts,
+        else one reply; None when nothing is due."""
+        if not self.pushing:
+            return None
+        with self.lock:
+            now = self.clock.now()
+            apps = list(self.apps.values())
+            for turn in range(len(apps)):
+                app = apps[(self._next_app + turn) % len(apps)]
+                ids = app.pushed_receipts.take(now, A.MAX_LIMIT)
+                if len(ids):
+                    body = orjson.dumps([status_push_fields(r, self.provider_tz) for r in app.traffic.receipts_at(ids)])
+                    kind = "status"
+                else:
+                    ids = app.pushed_replies.take(now, 1)
+                    if not len(ids):
+                        continue
+                    body = orjson.dumps(reply_push_fields(app.traffic.replies_at(ids)[0]))
+                    kind = "reply"
+                self._next_app = (self._next_app + turn + 1) % len(apps)
+                push = Push(app, kind, now, array.array("q", ids.tolist()), body)
+                self.pushes.append(push)
+                return push
+            return None
+
+    def record_attempt(self, push: Push, outcome: str) -> None:
+        with self.lock:
+            push.attempts.append(outcome)
+            push.acknowledged = outcome == "ok"
+            if push.acknowledged:
+                push.body = b""  # no longer needed: a day of pushes is not held
+
+    def truth_pushes(self) -> Iterator[dict]:
+        with self.lock:
+            pushes = list(self.pushes)
+        for push in pushes:
+            with self.lock:
+                yield push.to_json()
 
     # -- ground truth --------------------------------------------------------------------
 

@@ -100,8 +100,9 @@ class Pusher:
     def _attempt(self, push: Push) -> None:
         path = "/status" if push.kind == "status" else "/reply"
         outcome = _post(self.client, self.url + path, push.body)
-        self.state.record_attempt(push, outcome)
-        if not push.acknowledged and len(push.attempts) < ATTEMPTS:
+        last = outcome == "ok" or len(push.attempts) + 1 >= ATTEMPTS
+        self.state.record_attempt(push, outcome, last=last)
+        if not last:
             heapq.heappush(self._retries, (time.monotonic() + self.retry_seconds, next(self._order), push))
 
 

@@ -67,7 +67,7 @@ _CALLBACK_COUNTERS = ("CallbackCount", "CallbackSuccessCount", "CallbackFailCoun
 _FAILURE_COLUMN = np.array([0] + [3 + C.FAILURE_COUNTERS.index(C.FAILURE_CATEGORY[d]) for d in T.DESCRIPTIONS[1:]])
 _FEE = np.array([t.fee for t in C.TEMPLATES], dtype=np.int64)
 _TALLY_BATCH = 1 << 20
-_FILE_BATCH = 8192
+_FILE_BATCH = 1 << 16  # lines per column-wise batch: bounds what a file write holds
 _LATEST = 1 << 62
 
 
@@ -760,11 +760,12 @@ class SimState:
                 return push
             return None
 
-    def record_attempt(self, push: Push, outcome: str) -> None:
+    def record_attempt(self, push: Push, outcome: str, *, last: bool) -> None:
+        """One attempt's outcome; `last`: no retry follows."""
         with self.lock:
             push.attempts.append(outcome)
             push.acknowledged = outcome == "ok"
-            if push.acknowledged:
+            if push.acknowledged or last:
                 push.body = b""  # no longer needed: a day of pushes is not held
 
     def truth_pushes(self) -> Iterator[dict]:
@@ -855,10 +856,11 @@ class SimState:
                 for app, _, end in sends:
                     app.sends_written = end
                 conversions = [(app, app.conversions_written.take(now)) for app in self.apps.values()]
-            _extend_file(self.out_dir / "sends.ndjson", (line for app, begin, end in sends
-                                                         for line in _send_lines(app, begin, end)))
-            _extend_file(self.out_dir / "conversions.ndjson", (line for app, ids in conversions
-                                                               for line in _conversion_lines(app, ids)))
+            _extend_file(self.out_dir / "sends.ndjson", [
+                lambda f, app=app, begin=begin, end=end: _write_sends(f, app, begin, end)
+                for app, begin, end in sends if end > begin])
+            _extend_file(self.out_dir / "conversions.ndjson", [
+                lambda f, app=app, ids=ids: _write_conversions(f, app, ids) for app, ids in conversions if len(ids)])
 
 
 def _sent_until(traffic: AppTraffic, now: int) -> int:
@@ -869,40 +871,48 @@ def _sent_until(traffic: AppTraffic, now: int) -> int:
     return base + sum(1 for m in traffic.extra_messages if m.send_time <= now)
 
 
-def _send_lines(app: AppState, begin: int, end: int) -> Iterator[bytes]:
-    for start in range(begin, end, _FILE_BATCH):
-        for m in app.traffic.messages_at(np.arange(start, min(end, start + _FILE_BATCH))):
-            yield orjson.dumps({
-                "SerialNo": m.serial_no, "PhoneNumber": m.recipient.phone_e164, "Fee": m.fee,
-                "SessionContext": m.session_context, "Code": m.code, "Message": m.message,
-                "IsoCode": m.iso_code, "SendTime": m.send_time, "SmsSdkAppId": app.sdk_app_id,
-                "TemplateId": m.template_id, "SignName": m.sign_name,
-            })
+def _write_sends(f, app: AppState, begin: int, end: int) -> None:
+    """Sends-log lines of messages [begin, end): generated ones column-wise in batches, those sent
+    through SendSms one by one."""
+    traffic = app.traffic
+    for start in range(begin, min(end, traffic.n_messages), _FILE_BATCH):
+        traffic.sends_frame(start, min(end, traffic.n_messages, start + _FILE_BATCH)).write_ndjson(f)
+    extra = traffic.extra_messages[max(0, begin - traffic.n_messages) : max(0, end - traffic.n_messages)]
+    f.write(b"".join(orjson.dumps({
+        "SerialNo": m.serial_no, "PhoneNumber": m.recipient.phone_e164, "Fee": m.fee,
+        "SessionContext": m.session_context, "Code": m.code, "Message": m.message,
+        "IsoCode": m.iso_code, "SendTime": m.send_time, "SmsSdkAppId": app.sdk_app_id,
+        "TemplateId": m.template_id, "SignName": m.sign_name,
+    }) + b"\n" for m in extra))
 
 
-def _conversion_lines(app: AppState, ids: np.ndarray) -> Iterator[bytes]:
-    for start in range(0, len(ids), _FILE_BATCH):
-        for m in app.traffic.messages_at(ids[start : start + _FILE_BATCH]):
-            yield orjson.dumps({"SerialNo": m.serial_no, "ConversionTime": m.conversion_time})
+def _write_conversions(f, app: AppState, ids: np.ndarray) -> None:
+    """Conversion lines in the order of `ids` (time order): runs of generated messages
+    column-wise, messages sent through SendSms one by one."""
+    traffic = app.traffic
+    extra = ids >= traffic.n_messages
+    bounds = [0, *(np.flatnonzero(extra[1:] != extra[:-1]) + 1).tolist(), len(ids)]
+    for begin, end in zip(bounds, bounds[1:]):
+        run = ids[begin:end]
+        if not extra[begin]:
+            for start in range(0, len(run), _FILE_BATCH):
+                traffic.conversions_frame(run[start : start + _FILE_BATCH]).write_ndjson(f)
+        else:
+            f.write(b"".join(orjson.dumps({"SerialNo": m.serial_no, "ConversionTime": m.conversion_time}) + b"\n"
+                             for m in traffic.messages_at(run)))
 
 
-def _extend_file(path: Path, lines: Iterator[bytes]) -> None:
-    """Append `lines` to `path` atomically (a copy extended, then renamed); create it if missing;
-    leave it alone when there is nothing to add and it exists."""
-    first = next(lines, None)
-    if first is None and path.exists():
+def _extend_file(path: Path, writers: list[Callable]) -> None:
+    """Append what `writers` write to `path` atomically (a copy extended, then renamed); create it
+    if missing; leave it alone when there is nothing to add and it exists."""
+    if not writers and path.exists():
         return
     tmp = path.with_name(f".{path.name}.tmp")
     if path.exists():
         shutil.copyfile(path, tmp)
     with open(tmp, "ab") as f:
-        buffer: list[bytes] = [] if first is None else [first, b"\n"]
-        for line in lines:
-            buffer += (line, b"\n")
-            if len(buffer) >= 2 * _FILE_BATCH:
-                f.write(b"".join(buffer))
-                buffer.clear()
-        f.write(b"".join(buffer))
+        for write in writers:
+            write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -29,13 +29,13 @@ continue the numbering and live as objects in `extra_messages` / `extra_replies`
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 import random
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import polars as pl
 
 from pipelines.simulator import catalog as C
 
@@ -56,6 +56,7 @@ DESCRIPTIONS = (C.DELIVERED, *C.FAILURE_CATEGORY)  # receipt descriptions by cod
 REPLY_TEXTS = C.OPT_OUT_VARIANTS + C.MAINLAND_REPLIES + C.INTERNATIONAL_REPLIES
 _SIGN_NAMES = tuple(s.name for s in C.SIGNS)
 _TEMPLATE_FIELDS = tuple((str(t.template_id), t.kind, t.fee) for t in C.TEMPLATES)
+_FEES = np.array([t.fee for t in C.TEMPLATES], dtype=np.int64)
 _STREAM_SEND_TIMES, _STREAM_MESSAGES, _STREAM_UNSOLICITED, _STREAM_BOOK = range(4)
 
 
@@ -138,19 +139,31 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 _POW10 = np.array([10**k for k in range(17)], dtype=np.uint64)
 
 
-def serial_numbers(key: int, ordinal: int, indexes: np.ndarray) -> list[str]:
-    """SerialNo of messages of application `ordinal` by index: a prefix, then 24 to 28 digits
-    whose head looks random (a hash) and whose last 12 make it unique (a bijection of
-    (application, index) over [0, 10**12))."""
+def _serial_parts(key: int, ordinal: int, indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prefix index, head, tail) of the SerialNos of messages of application `ordinal`: a prefix,
+    then 24 to 28 digits whose head looks random (a hash) and whose last 12 make it unique (a
+    bijection of (application, index) over [0, 10**12))."""
     indexes = np.asarray(indexes, dtype=np.uint64)
     with np.errstate(over="ignore"):
         h = _mix64(np.uint64(key) ^ (indexes * np.uint64(0xD1B54A32D192ED03)))
     head_digits = (np.uint64(12) + h % np.uint64(5)).astype(np.int64)
     head = _POW10[head_digits - 1] + (h >> np.uint64(3)) % (np.uint64(9) * _POW10[head_digits - 1])
     tail = (np.uint64((ordinal % 100) * 10**10) + indexes) * np.uint64(_TAIL_MULTIPLIER) % np.uint64(10**12)
-    prefixes = _SERIAL_PREFIXES
-    return [f"{prefixes[p]}:{a}{b:012d}"
-            for p, a, b in zip((h >> np.uint64(62)).tolist(), head.tolist(), tail.tolist(), strict=True)]
+    return (h >> np.uint64(62)).astype(np.int64), head, tail
+
+
+def serial_numbers(key: int, ordinal: int, indexes: np.ndarray) -> list[str]:
+    prefixes, heads, tails = _serial_parts(key, ordinal, indexes)
+    return [f"{_SERIAL_PREFIXES[p]}:{a}{b:012d}" for p, a, b in zip(prefixes.tolist(), heads.tolist(), tails.tolist(),
+                                                                      strict=True)]
+
+
+def serial_column(key: int, ordinal: int, indexes: np.ndarray) -> pl.Series:
+    """The same SerialNos as a polars column (for files of millions of lines)."""
+    prefixes, heads, tails = _serial_parts(key, ordinal, indexes)
+    return pl.select(pl.concat_str([pl.lit(pl.Series(_SERIAL_PREFIXES).gather(prefixes)), pl.lit(":"),
+                                    pl.lit(pl.Series(heads)).cast(pl.String),
+                                    pl.lit(pl.Series(tails)).cast(pl.String).str.zfill(12)])).to_series()
 
 
 def serial_no(key: int, ordinal: int, index: int) -> str:
@@ -208,9 +221,13 @@ class RecipientBook(Sequence):
             offset += size
         self.offsets = np.array([c.offset for c in self.countries] + [offset], dtype=np.int64)
         self._by_code = {c.country.calling_code: c for c in self.countries}
-        self._starts = [c.offset for c in self.countries]
-        self._fast = [(c.offset, c.a, c.b, c.space, 10**c.rest_digits, [int(p) for p in c.prefixes],
-                       f"+{c.country.calling_code}", c.country.calling_code, c.country.iso) for c in self.countries]
+        self._labels = [(f"+{c.country.calling_code}", c.country.calling_code, c.country.iso) for c in self.countries]
+        self._a = np.array([c.a for c in self.countries], dtype=np.uint64)
+        self._b = np.array([c.b for c in self.countries], dtype=np.uint64)
+        self._space = np.array([c.space for c in self.countries], dtype=np.uint64)
+        self._scale = np.array([10**c.rest_digits for c in self.countries], dtype=np.uint64)
+        self._prefix_values = np.array([int(p) for c in self.countries for p in c.prefixes], dtype=np.uint64)
+        self._prefix_start = np.cumsum([0] + [len(c.prefixes) for c in self.countries[:-1]])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -222,16 +239,32 @@ class RecipientBook(Sequence):
             raise IndexError(index)
         return self.batch(np.array([index % len(self)]))[0]
 
+    def national_numbers(self, indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(country position, national number as an integer) of recipients by index (no prefix
+        starts with 0, so a national number is one integer)."""
+        indexes = np.asarray(indexes, dtype=np.int64)
+        country = np.searchsorted(self.offsets, indexes, side="right") - 1
+        j = (indexes - self.offsets[country]).astype(np.uint64)
+        a, b, space, scale = self._a[country], self._b[country], self._space[country], self._scale[country]
+        with np.errstate(over="ignore"):
+            prefix, rest = np.divmod((a * j + b) % space, scale)
+        return country, self._prefix_values[self._prefix_start[country] + prefix.astype(np.int64)] * scale + rest
+
     def batch(self, indexes: np.ndarray | Sequence[int]) -> list[Recipient]:
-        """Recipients by index (Python integers: cheaper than numpy calls on batches of a pull's
-        size; no prefix starts with 0, so a national number is one integer)."""
-        starts, fast, out = self._starts, self._fast, []
-        for i in np.asarray(indexes).tolist():
-            offset, a, b, space, scale, prefix_values, plus_code, code, iso = fast[bisect.bisect_right(starts, i) - 1]
-            prefix, rest = divmod((a * (i - offset) + b) % space, scale)
-            text = str(prefix_values[prefix] * scale + rest)
+        """Recipients by index, made as objects."""
+        country, national = self.national_numbers(indexes)
+        labels, out = self._labels, []
+        for c, number in zip(country.tolist(), national.tolist(), strict=True):
+            plus_code, code, iso = labels[c]
+            text = str(number)
             out.append(Recipient(plus_code + text, code, text, iso))
         return out
+
+    def phone_column(self, indexes: np.ndarray) -> tuple[pl.Series, np.ndarray]:
+        """E.164 numbers of recipients by index as a polars column, and their country positions."""
+        country, national = self.national_numbers(indexes)
+        codes = pl.Series([f"+{c.country.calling_code}" for c in self.countries]).gather(country)
+        return pl.select(pl.concat_str([pl.lit(codes), pl.lit(pl.Series(national)).cast(pl.String)])).to_series(), country
 
     def index_of(self, phone_e164: str) -> int | None:
         """The recipient index of an E.164 number, or None if it is not in the pool."""
@@ -627,6 +660,37 @@ class AppTraffic:
             out.append(Reply(next(recipients), C.SIGNS[sign].name, REPLY_TEXTS[text], time,
                              caused.get(cause) if cause >= 0 else None, sdk_app_id=self.sdk_app_id))
         return out
+
+    def sends_frame(self, begin: int, end: int) -> pl.DataFrame:
+        """The sends-log records of base messages [begin, end), made column-wise (the same values
+        as the `Message` objects; the sends log of a large day has millions of lines)."""
+        idx = np.arange(begin, end)
+        code = self.code[idx]
+        ok = code == 0
+        template = self.template[idx]
+        context = self.context[idx]
+        phones, country = self.recipients.phone_column(self.recipient[idx])
+        kinds = pl.Series([f"{t.kind}:" for t in C.TEMPLATES]).gather(template)
+        frame = pl.DataFrame({
+            "SerialNo": serial_column(self.serial_key, self.ordinal, idx), "ok": ok, "PhoneNumber": phones,
+            "Fee": np.where(ok, _FEES[template], 0), "kind": kinds, "context": context,
+            "Code": pl.Series(("Ok",) + tuple(c for c, _ in C.SEND_FAILURES)).gather(code),
+            "Message": pl.Series(("send success",) + tuple(m for _, m in C.SEND_FAILURES)).gather(code),
+            "iso": pl.Series([c.iso for c in C.COUNTRIES]).gather(country),
+            "SendTime": self.send_time[idx], "TemplateId": pl.Series([t for t, _, _ in _TEMPLATE_FIELDS]).gather(template),
+            "SignName": pl.Series(_SIGN_NAMES).gather(self.sign[idx]),
+        })
+        return frame.select(
+            pl.when("ok").then("SerialNo").otherwise(pl.lit("")).alias("SerialNo"), "PhoneNumber", "Fee",
+            pl.when(pl.col("context") < 0).then(pl.lit("")).otherwise(
+                pl.concat_str(["kind", pl.col("context").cast(pl.String)])).alias("SessionContext"),
+            "Code", "Message", pl.when("ok").then("iso").otherwise(pl.lit("")).alias("IsoCode"), "SendTime",
+            pl.lit(self.sdk_app_id).alias("SmsSdkAppId"), "TemplateId", "SignName")
+
+    def conversions_frame(self, ids: np.ndarray) -> pl.DataFrame:
+        """(SerialNo, ConversionTime) of base messages, column-wise."""
+        return pl.DataFrame({"SerialNo": serial_column(self.serial_key, self.ordinal, ids),
+                             "ConversionTime": self.send_time[ids] + self.conversion_delay[ids]})
 
     def iter_messages(self, batch: int = 4096) -> Iterator[Message]:
         for begin in range(0, self.message_count, batch):

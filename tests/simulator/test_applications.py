@@ -21,18 +21,13 @@ END = 1_795_000_000.0
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    simulator = start(sdk_app_ids=APPS, messages_per_day=600, days=3, now=END,
-                      out_dir=tmp_path_factory.mktemp("apps"))
-    yield simulator
-    simulator.close()
-
-
-@pytest.fixture
-def api(sim):
-    client = Api(sim)
-    yield client
-    client.close()
+def account(tmp_path_factory):
+    """One simulator of three applications, and a client of it."""
+    sim = start(sdk_app_ids=APPS, messages_per_day=600, days=3, now=END, out_dir=tmp_path_factory.mktemp("apps"))
+    api = Api(sim)
+    yield sim, api
+    api.close()
+    sim.close()
 
 
 def pull_all(api, app, action="PullSmsSendStatus"):
@@ -42,7 +37,8 @@ def pull_all(api, app, action="PullSmsSendStatus"):
     return records
 
 
-def test_each_application_has_its_own_queues(sim, api):
+def test_each_application_has_its_own_queues(account):
+    sim, api = account
     drained = {app: pull_all(api, app) for app in APPS}
     for app in APPS:
         assert drained[app] == [receipt_fields(r) for r in sim.state.due_receipts(sdk_app_id=app)]
@@ -57,7 +53,8 @@ def test_each_application_has_its_own_queues(sim, api):
         app: len(drained[app]) for app in APPS}
 
 
-def test_an_application_that_is_not_configured_is_refused(api):
+def test_an_application_that_is_not_configured_is_refused(account):
+    _, api = account
     for action, params in (("PullSmsSendStatus", {"Limit": 10}), ("PullSmsReplyStatus", {"Limit": 10}),
                            ("SendStatusStatistics", {"BeginTime": "2026110100", "EndTime": "2026110100",
                                                      "Limit": 0, "Offset": 0})):
@@ -65,7 +62,8 @@ def test_an_application_that_is_not_configured_is_refused(api):
             "UnauthorizedOperation.SmsSdkAppIdVerifyFail")
 
 
-def test_volumes_mixes_and_statistics_differ_per_application(sim, api):
+def test_volumes_mixes_and_statistics_differ_per_application(account):
+    sim, api = account
     truth = {app: list(sim.state.truth_messages(app)) for app in APPS}
     assert all(m["sdk_app_id"] == app for app in APPS for m in truth[app])
     assert [len(truth[app]) for app in APPS] == [1800, 720, 450]  # volume profiles 1, 0.4, 0.25
@@ -89,7 +87,8 @@ def test_volumes_mixes_and_statistics_differ_per_application(sim, api):
     assert api.admin("GET", f"/_sim/truth/statistics?begin={hours[0]}&app=1400000999").status_code == 400
 
 
-def test_files_and_ground_truth_say_their_application(sim, api):
+def test_files_and_ground_truth_say_their_application(account):
+    sim, api = account
     sends = [json.loads(line) for line in (sim.config.out_dir / "sends.ndjson").read_text().splitlines()]
     assert collections.Counter(s["SmsSdkAppId"] for s in sends) == {APPS[0]: 1800, APPS[1]: 720, APPS[2]: 450}
     rows = api.admin("GET", f"/_sim/truth/messages?app={APPS[1]}").json()
@@ -101,7 +100,8 @@ def test_files_and_ground_truth_say_their_application(sim, api):
     assert handed[-1]["sdk_app_id"] == APPS[2]
 
 
-def test_send_sms_goes_to_the_application_that_sent_it(sim, api):
+def test_send_sms_goes_to_the_application_that_sent_it(account):
+    sim, api = account
     statuses = api.call("SendSms", {"PhoneNumberSet": ["+6591234567"], "SmsSdkAppId": APPS[2],
                                     "TemplateId": "1841001", "TemplateParamSet": ["1", "2"]})["SendStatusSet"]
     serial = statuses[0]["SerialNo"]

@@ -117,3 +117,24 @@ def test_memory_per_message_is_bounded(tmp_path):
     assert started < 400, f"{started:.0f} bytes a message to start"
     assert peak < 600, f"{peak:.0f} bytes a message at the peak"
     assert (tmp_path / "250000" / "sends.ndjson").stat().st_size > 200 * 250_000
+
+
+def test_files_match_the_ground_truth_line_for_line(tmp_path):
+    sim = start(messages_per_day=900, days=2, now=END, out_dir=tmp_path)
+    api = Api(sim)
+    try:
+        api.call("SendSms", {"PhoneNumberSet": ["+8613812345678"], "SmsSdkAppId": sim.config.sdk_app_id,
+                             "TemplateId": "1840001", "SignName": "小账本", "TemplateParamSet": ["1", "2"]})
+        sim.advance(12 * 86400)
+        sends = [json.loads(line) for line in (tmp_path / "sends.ndjson").read_text().splitlines()]
+        assert sends == [{"SerialNo": m.serial_no, "PhoneNumber": m.recipient.phone_e164, "Fee": m.fee,
+                          "SessionContext": m.session_context, "Code": m.code, "Message": m.message,
+                          "IsoCode": m.iso_code, "SendTime": m.send_time, "SmsSdkAppId": sim.config.sdk_app_id,
+                          "TemplateId": m.template_id, "SignName": m.sign_name} for m in sim.state.messages]
+        conversions = [json.loads(line) for line in (tmp_path / "conversions.ndjson").read_text().splitlines()]
+        expected = sorted((m.conversion_time, m.serial_no) for m in sim.state.messages if m.conversion_time)
+        assert sorted((c["ConversionTime"], c["SerialNo"]) for c in conversions) == expected
+        assert [c["ConversionTime"] for c in conversions] == sorted(c["ConversionTime"] for c in conversions)
+    finally:
+        api.close()
+        sim.close()

@@ -222,6 +222,7 @@ class RecipientBook(Sequence):
         self.offsets = np.array([c.offset for c in self.countries] + [offset], dtype=np.int64)
         self._by_code = {c.country.calling_code: c for c in self.countries}
         self._labels = [(f"+{c.country.calling_code}", c.country.calling_code, c.country.iso) for c in self.countries]
+        self.calling_codes = tuple(c.country.calling_code for c in self.countries)
         self._a = np.array([c.a for c in self.countries], dtype=np.uint64)
         self._b = np.array([c.b for c in self.countries], dtype=np.uint64)
         self._space = np.array([c.space for c in self.countries], dtype=np.uint64)

@@ -138,3 +138,14 @@ def test_files_match_the_ground_truth_line_for_line(tmp_path):
     finally:
         api.close()
         sim.close()
+
+
+def test_receipts_encoded_from_the_columns_are_their_fields():
+    import orjson
+
+    from pipelines.simulator.state import encode_receipts
+
+    traffic = generate_traffic(13, 1, 5000, END)
+    ids = traffic.receipt_ids
+    assert [orjson.loads(b) for b in encode_receipts(traffic, ids)] == [
+        receipt_fields(r) for r in traffic.receipts_at(ids)]

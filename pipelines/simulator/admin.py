@@ -8,21 +8,31 @@ clock, the fault plan, counters, and the ground truth that tests and demos compa
     POST /_sim/faults                     {"spec": "..."} (grammar in `faults`)
     GET  /_sim/stats                      requests per action, errors per code, faults per kind,
                                           queue positions
-    GET  /_sim/truth/messages             every message sent, with receipts, final status, conversion
-    GET  /_sim/truth/replies              every reply (phone, sign, content, time, is_opt_out, caused_by)
-    GET  /_sim/truth/handed_out           every pull response: action, request_id, outcome
+    GET  /_sim/truth/messages[?app=ID]    every message sent, with its sdk_app_id, receipts, final
+                                          status, conversion (every application, or one)
+    GET  /_sim/truth/replies[?app=ID]     every reply (sdk_app_id, phone, sign, content, time,
+                                          is_opt_out, caused_by)
+    GET  /_sim/truth/handed_out           every pull response: sdk_app_id, action, request_id, outcome
                                           (delivered | lost | pending), records and dirty variants
-    GET  /_sim/truth/statistics?begin=yyyymmddhh&end=yyyymmddhh
+    GET  /_sim/truth/statistics?begin=yyyymmddhh&end=yyyymmddhh[&app=ID]
                                           both statistics recomputed from the per-message truth
+                                          (default: the first application)
     GET  /_sim/truth/reported_conversions what ReportConversion received
+    GET  /_sim/truth/pushes               every push callback: sdk_app_id, kind (status | reply),
+                                          sim_time, records, attempts (outcome of each) and
+                                          whether it was acknowledged
 
-Answers are JSON (arrays for the truth lists); errors are 4xx with {"error": "..."}.
+Answers are JSON; the truth lists are JSON arrays streamed with chunked transfer encoding, made
+batch by batch as the client reads them (a day of ten million messages is never held); errors
+are 4xx with {"error": "..."}.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 import zoneinfo
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -42,6 +52,27 @@ class Service(Protocol):
     provider_tz: zoneinfo.ZoneInfo
 
     def set_faults(self, spec: str) -> FaultPlan: ...
+
+
+@dataclasses.dataclass
+class Stream:
+    """An answer streamed as one JSON array of `items`."""
+
+    items: Iterable[Any]
+    batch: int = 1000
+
+    def chunks(self) -> Iterator[bytes]:
+        yield b"["
+        separator = b""
+        batch: list[bytes] = []
+        for item in self.items:
+            batch.append(orjson.dumps(item))
+            if len(batch) >= self.batch:
+                yield separator + b",".join(batch)
+                separator, batch = b",", []
+        if batch:
+            yield separator + b",".join(batch)
+        yield b"]"
 
 
 def route(service: Service, request: Request) -> tuple[int, Any]:
@@ -112,7 +143,16 @@ def _truth_statistics(service: Service, request: Request) -> dict[str, Any]:
         end = api.hour_start(end_text, service.provider_tz, "EndTime")
     except api.ApiError as exc:
         raise ValueError(exc.message) from None
-    return {"begin": begin_text, "end": end_text, **service.state.truth_statistics(begin, end + 3600)}
+    app = _app(service, request)
+    return {"begin": begin_text, "end": end_text, **service.state.truth_statistics(begin, end + 3600, app)}
+
+
+def _app(service: Service, request: Request) -> str | None:
+    """The `app` query parameter: a configured SmsSdkAppId, or None (all, or the default)."""
+    app = urllib.parse.parse_qs(request.query).get("app", [None])[0]
+    if app is not None and app not in service.state.apps:
+        raise ValueError(f"app {app!r} is not one of the configured SmsSdkAppIds {', '.join(service.state.apps)}")
+    return app
 
 
 _ROUTES = {
@@ -121,9 +161,11 @@ _ROUTES = {
     ("GET", "/_sim/faults"): _faults,
     ("POST", "/_sim/faults"): _set_faults,
     ("GET", "/_sim/stats"): _stats,
-    ("GET", "/_sim/truth/messages"): lambda service, request: service.state.truth_messages(),
-    ("GET", "/_sim/truth/replies"): lambda service, request: service.state.truth_replies(),
-    ("GET", "/_sim/truth/handed_out"): lambda service, request: service.state.truth_handed_out(),
+    ("GET", "/_sim/truth/messages"): lambda service, request: Stream(
+        service.state.truth_messages(_app(service, request))),
+    ("GET", "/_sim/truth/replies"): lambda service, request: Stream(service.state.truth_replies(_app(service, request))),
+    ("GET", "/_sim/truth/handed_out"): lambda service, request: Stream(service.state.truth_handed_out()),
     ("GET", "/_sim/truth/statistics"): _truth_statistics,
+    ("GET", "/_sim/truth/pushes"): lambda service, request: Stream(service.state.truth_pushes()),
     ("GET", "/_sim/truth/reported_conversions"): lambda service, request: list(service.state.reported_conversions),
 }

@@ -3,8 +3,9 @@ whose fields are exactly those of the official SDK's models.
 
 Choices where the documentation is silent (reference sections 2 and 9), per check:
 - parameters are checked in this order: missing (`MissingParameter`), undefined
-  (`UnknownParameter`), wrong JSON type (`InvalidParameter`), `SmsSdkAppId` not this application
-  (`UnauthorizedOperation.SmsSdkAppIdVerifyFail`), then the action's own value checks;
+  (`UnknownParameter`), wrong JSON type (`InvalidParameter`), `SmsSdkAppId` not one of the
+  account's configured applications (`UnauthorizedOperation.SmsSdkAppIdVerifyFail`), then the
+  action's own value checks; every application has its own queues, archive and statistics;
 - pulls: `Limit` outside 1..100 -> `InvalidParameterValue.LimitVerifyFail`; by-number `Offset` not
   0 -> `OffsetVerifyFail`; `PhoneNumber` not E.164 (`+` and 5 to 15 digits) -> `IncorrectPhoneNumber`;
   `BeginTime` older than 7 days before the simulator clock (whole seconds) -> `BeginTimeVerifyFail`;
@@ -73,7 +74,6 @@ class ApiError(Exception):
 @dataclasses.dataclass
 class Context:
     state: SimState
-    sdk_app_id: str
     provider_tz: zoneinfo.ZoneInfo
     request_id: str
     dirty: float  # per-record probability of a dirty variant in pull responses
@@ -95,7 +95,7 @@ def error_envelope(code: str, message: str, request_id: str) -> bytes:
 
 def handle(action: str, params: dict[str, Any], ctx: Context) -> Result:
     _check_params(action, params)
-    if "SmsSdkAppId" in _PARAMS[action] and params["SmsSdkAppId"] != ctx.sdk_app_id:
+    if "SmsSdkAppId" in _PARAMS[action] and params["SmsSdkAppId"] not in ctx.state.apps:
         raise ApiError("UnauthorizedOperation.SmsSdkAppIdVerifyFail",
                        f"SmsSdkAppId {params['SmsSdkAppId']} does not belong to this account.")
     return _HANDLERS[action](params, ctx)
@@ -135,7 +135,8 @@ def _pull_body(action: str, parts: list[bytes], request_id: str) -> bytes:
 
 def _pull_queue(action: str):
     def run(params: dict[str, Any], ctx: Context) -> Result:
-        parts, handed = ctx.state.pull_queue(action, _limit(params), ctx.request_id, ctx.dirty)
+        parts, handed = ctx.state.pull_queue(params["SmsSdkAppId"], action, _limit(params), ctx.request_id,
+                                             ctx.dirty)
         return Result(_pull_body(action, parts, ctx.request_id), handed)
 
     return run
@@ -157,7 +158,8 @@ def _pull_by_number(action: str):
                            f"BeginTime {begin} is more than 7 days ago; data of the last 7 days can be pulled.")
         if end is not None and end < begin:
             raise ApiError("InvalidParameterValue.InvalidStartTime", f"BeginTime {begin} is after EndTime {end}.")
-        parts, handed = ctx.state.pull_by_number(action, phone, begin, end, limit, ctx.request_id, ctx.dirty)
+        parts, handed = ctx.state.pull_by_number(params["SmsSdkAppId"], action, phone, begin, end, limit,
+                                                 ctx.request_id, ctx.dirty)
         return Result(_pull_body(action, parts, ctx.request_id), handed)
 
     return run
@@ -190,12 +192,13 @@ def _statistics_range(params: dict[str, Any], ctx: Context, max_days: int | None
 
 
 def _send_status_statistics(params: dict[str, Any], ctx: Context) -> Result:
-    send, _ = ctx.state.statistics(*_statistics_range(params, ctx, None))
+    send, _ = ctx.state.statistics(params["SmsSdkAppId"], *_statistics_range(params, ctx, None))
     return Result(envelope({"SendStatusStatistics": send}, ctx.request_id))
 
 
 def _callback_status_statistics(params: dict[str, Any], ctx: Context) -> Result:
-    _, callback = ctx.state.statistics(*_statistics_range(params, ctx, A.CALLBACK_STATISTICS_MAX_DAYS))
+    _, callback = ctx.state.statistics(params["SmsSdkAppId"],
+                                       *_statistics_range(params, ctx, A.CALLBACK_STATISTICS_MAX_DAYS))
     order = ("CallbackCount", "RequestSuccessCount", "CallbackFailCount", "CallbackSuccessCount") + C.FAILURE_COUNTERS
     return Result(envelope({"CallbackStatusStatistics": {k: callback[k] for k in order}}, ctx.request_id))
 
@@ -297,7 +300,7 @@ def _describe_phone_number_info(params: dict[str, Any], ctx: Context) -> Result:
 
 
 def _report_conversion(params: dict[str, Any], ctx: Context) -> Result:
-    ctx.state.report_conversion(params["SerialNo"], params.get("ConversionTime"))
+    ctx.state.report_conversion(params["SmsSdkAppId"], params["SerialNo"], params.get("ConversionTime"))
     return Result(envelope({"ReportConversionStatus": {"Code": "OK", "Message": "success"}}, ctx.request_id))
 
 
@@ -327,43 +330,38 @@ def _send_sms(params: dict[str, Any], ctx: Context) -> Result:
                        f"signature {sign!r} is not approved (SignName is required for mainland China SMS).")
     params_match = len(params.get("TemplateParamSet") or []) == template.param_count
     context = params.get("SessionContext") or ""
-    statuses, messages, replies = [], [], []
-    with state.lock:
-        now = int(state.now())
-        for text, number in zip(numbers, parsed, strict=True):
-            if number is None or not phonenumbers.is_valid_number(number):
-                code, message = "InvalidParameterValue.IncorrectPhoneNumber", "incorrect phone number format"
-            elif not params_match:
-                code, message = ("FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
-                                 "request content does not match the template content")
-            else:
-                code, message = "Ok", "send success"
-            if code != "Ok":
-                statuses.append({"SerialNo": "", "PhoneNumber": text, "Fee": 0, "SessionContext": context,
-                                 "Code": code, "Message": message, "IsoCode": ""})
-                continue
-            m, reply = _new_message(state, number, template, sign, context, now)
-            messages.append(m)
-            if reply:
-                replies.append(reply)
-            statuses.append({"SerialNo": m.serial_no, "PhoneNumber": m.recipient.phone_e164, "Fee": m.fee,
-                             "SessionContext": context, "Code": "Ok", "Message": "send success",
-                             "IsoCode": m.recipient.iso_code})
-        state.add_sent(messages, replies)
+    statuses: list[dict[str, Any]] = []
+    sent: list[tuple[int, T.Recipient, C.Country]] = []  # (position in statuses, recipient, country)
+    for text, number in zip(numbers, parsed, strict=True):
+        if number is None or not phonenumbers.is_valid_number(number):
+            code, message = "InvalidParameterValue.IncorrectPhoneNumber", "incorrect phone number format"
+        elif not params_match:
+            code, message = ("FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
+                             "request content does not match the template content")
+        else:
+            sent.append((len(statuses), *_recipient(number)))
+            statuses.append({})
+            continue
+        statuses.append({"SerialNo": "", "PhoneNumber": text, "Fee": 0, "SessionContext": context,
+                         "Code": code, "Message": message, "IsoCode": ""})
+    messages = state.send(params["SmsSdkAppId"], [r for _, r, _ in sent], [c for _, _, c in sent], template, sign,
+                          context) if sent else []
+    for (position, _, _), m in zip(sent, messages, strict=True):
+        statuses[position] = {"SerialNo": m.serial_no, "PhoneNumber": m.recipient.phone_e164, "Fee": m.fee,
+                              "SessionContext": context, "Code": "Ok", "Message": "send success",
+                              "IsoCode": m.recipient.iso_code}
     return Result(envelope({"SendStatusSet": statuses}, ctx.request_id))
 
 
-def _new_message(state: SimState, number, template: C.Template, sign: str, context: str, now: int):
+def _recipient(number: phonenumbers.PhoneNumber) -> tuple[T.Recipient, C.Country]:
+    """The recipient of a valid number, and its country (a catalog one, or a generic international one)."""
     iso = phonenumbers.region_code_for_number(number)
     cc = str(number.country_code)
     country = next((c for c in C.COUNTRIES if c.iso == iso),
                    C.Country(iso, cc, "", 0.0, 0.9, (), 0, C.INTERNATIONAL_FAILURES))
     recipient = T.Recipient(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), cc,
                             str(number.national_number), iso)
-    m = T.Message(T.new_serial_no(state.rng, state.serials), recipient, sign, str(template.template_id), template.kind,
-                  context, now, template.fee, "Ok", "send success")
-    T.fate(state.rng, m, country, T.failure_draw(country))
-    return m, T.reply_to(state.rng, m, country)
+    return recipient, country
 
 
 _HANDLERS = {

@@ -41,6 +41,23 @@ FAILURE_CATEGORY = {
     "BEYONDH": FREQUENCY,
 }
 
+# What a status push says of each code in its `description` (the pull actions carry only the code).
+DESCRIPTION_TEXT = {
+    DELIVERED: "用户短信送达成功",
+    "EXPIRED": "短信超时未送达（用户关机或不在服务区）",
+    "UNDELIV": "短信无法送达",
+    "MK:0001": "用户手机关机或停机",
+    "MI:0059": "用户不在服务区",
+    "MK:0012": "空号",
+    "MN:0001": "空号或号码不存在",
+    "DB:0141": "号码在运营商黑名单中",
+    "REJECTD": "短信被运营商拒绝",
+    "ID:0076": "运营商网关内部错误",
+    "IC:0001": "运营商网关异常",
+    "BEYONDD": "超过运营商单号码日发送上限",
+    "BEYONDH": "超过运营商单号码小时发送上限",
+}
+
 # Descriptions of the earlier of two receipts for one message (a carrier retry that later succeeds or fails for good).
 INTERMEDIATE_DESCRIPTIONS = ("UNDELIV", "MK:0001")
 
@@ -145,6 +162,28 @@ TEMPLATES = (
 
 TEMPLATE_KIND_WEIGHTS = {"otp": 0.5, "notice": 0.35, "marketing": 0.15}
 INTERNATIONAL_KIND_WEIGHTS = {"otp": 0.6, "notice": 0.4}
+
+
+@dataclasses.dataclass(frozen=True)
+class AppProfile:
+    """How the traffic of one application of the account differs from another's, so that
+    per-application metrics differ: its volume, its mix of mainland template kinds, its share of
+    international numbers."""
+
+    volume: float  # multiplies messages_per_day
+    kind_weights: dict[str, float]  # mainland China messages by template kind
+    international: float  # multiplies the traffic weights of the countries other than mainland China
+
+    def country_weights(self) -> dict[str, float]:
+        return {c.iso: c.weight * (1.0 if c.mainland else self.international) for c in COUNTRIES}
+
+
+# The n-th configured application takes the n-th profile (cycling).
+APP_PROFILES = (
+    AppProfile(1.0, TEMPLATE_KIND_WEIGHTS, 1.0),  # codes and notices, some marketing
+    AppProfile(0.4, {"otp": 0.1, "notice": 0.3, "marketing": 0.6}, 0.3),  # marketing, mostly mainland
+    AppProfile(0.25, {"otp": 0.85, "notice": 0.15, "marketing": 0.0}, 3.0),  # sign-in codes, international-heavy
+)
 
 # SendSms per-number failures: (Code, Message). SerialNo "", Fee 0, IsoCode "" as in the documented example.
 SEND_FAILURES = (

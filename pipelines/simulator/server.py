@@ -80,11 +80,13 @@ class Simulator:
         started.wait()
         if failure:
             raise failure[0]
+        self.service.start_pushing()
         return self
 
     def close(self) -> None:
         if self._thread is None:
             return
+        self.service.close()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._thread = None
@@ -121,9 +123,12 @@ def serve(config: SimulatorConfig) -> None:
              if config.out_dir else "no files (no --out-dir)")
     print(f"smsledger simulator: serving Tencent Cloud SMS 2021-01-11 at {url} "
           f"(SMSLEDGER_ENDPOINT={url} TENCENTCLOUD_SECRET_ID={config.secret_id} TENCENTCLOUD_SECRET_KEY={key} "
-          f"SMSLEDGER_SDK_APP_ID={config.sdk_app_id}); {files}; admin at {url}/_sim/stats", flush=True)
+          f"SMSLEDGER_SDK_APP_ID={','.join(config.app_ids)}); {files}; admin at {url}/_sim/stats"
+          + (f"; pushing to {config.callback_url}/status and /reply" if config.callback_url else ""), flush=True)
+    service.start_pushing()
     try:
         loop.run_forever()
     finally:
+        service.close()
         loop.run_until_complete(_shutdown(server, service))
         loop.close()

@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from pipelines.simulator import admin, api, auth
+from pipelines.simulator.catalog import APP_PROFILES
 from pipelines.simulator.faults import INTERNAL_ERRORS, NO_FAULTS, FaultPlan
+from pipelines.simulator.push import Pusher
 from pipelines.simulator.state import SimState
 from pipelines.simulator.traffic import generate_traffic
 from pipelines.simulator.wire import HttpConnection, Request
@@ -88,10 +90,15 @@ class Service:
     def __init__(self, config: SimulatorConfig):
         self.config = config
         start = time.time() if config.now is None else config.now
-        traffic = generate_traffic(config.seed, config.days, config.messages_per_day, start)
-        self.state = SimState(traffic, sdk_app_id=config.sdk_app_id, start=start, clock_runs=config.clock_runs,
-                              out_dir=config.out_dir, seed=config.seed + 1)
+        apps = [generate_traffic(config.seed, config.days, config.messages_per_day, start, sdk_app_id=app_id,
+                                 ordinal=i, profile=APP_PROFILES[i % len(APP_PROFILES)])
+                for i, app_id in enumerate(config.app_ids)]
         self.provider_tz = zoneinfo.ZoneInfo(config.provider_timezone)
+        self.state = SimState(apps, start=start, clock_runs=config.clock_runs, out_dir=config.out_dir,
+                              seed=config.seed + 1, provider_tz=self.provider_tz, pushing=bool(config.callback_url),
+                              pushed_also_queued=config.pushed_also_queued)
+        self.pusher = (Pusher(self.state, config.callback_url, retry_seconds=config.callback_retry_seconds,
+                              timeout_seconds=config.callback_timeout_seconds) if config.callback_url else None)
         self.credentials = {config.secret_id: config.secret_key}
         self.limiter = RateLimiter(RATE_LIMITS, config.rate_scale)
         self.plan = FaultPlan.parse(config.faults) if config.faults else NO_FAULTS
@@ -99,6 +106,14 @@ class Service:
         self.stats = Stats()
         self.connections: set[HttpConnection] = set()
         self.state.write_files()
+
+    def start_pushing(self) -> None:
+        if self.pusher is not None:
+            self.pusher.start()
+
+    def close(self) -> None:
+        if self.pusher is not None:
+            self.pusher.close()
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self.handle, self.connections)
@@ -112,7 +127,10 @@ class Service:
             if request.path.startswith("/_sim/"):
                 self.stats.admin[request.path] += 1
                 status, payload = admin.route(self, request)
-                conn.send(status, orjson.dumps(payload), JSON, keep_alive=request.keep_alive)
+                if isinstance(payload, admin.Stream):
+                    conn.send_stream(status, payload.chunks(), JSON, keep_alive=request.keep_alive)
+                else:
+                    conn.send(status, orjson.dumps(payload), JSON, keep_alive=request.keep_alive)
             elif request.path == "/":
                 self._api(conn, request)
             else:
@@ -162,7 +180,7 @@ class Service:
         if not isinstance(params, dict):
             return self._error(conn, request, "InvalidParameter", "The request body must be a JSON object.",
                                request_id)
-        ctx = api.Context(self.state, self.config.sdk_app_id, self.provider_tz, request_id,
+        ctx = api.Context(self.state, self.provider_tz, request_id,
                           self.plan.probability(action, "dirty"))
         try:
             result = api.handle(action, params, ctx)

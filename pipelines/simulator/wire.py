@@ -3,16 +3,18 @@ keep-alive pulls a second from one process) and misbehaving on purpose at the so
 (truncated bodies, connection resets, responses held back), which frameworks do not let you do.
 
 It supports what API clients send: requests with Content-Length bodies, keep-alive, pipelining,
-`Expect: 100-continue`. Chunked request bodies are refused (411).
+`Expect: 100-continue`. Chunked request bodies are refused (411). Long answers (the ground truth)
+go out with chunked transfer encoding, made as the socket takes them (`send_stream`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -20,6 +22,9 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
             502: "Bad Gateway", 503: "Service Unavailable"}
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+_STREAM_BURST = 16  # chunks written before other connections get the loop
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(slots=True)
@@ -59,6 +64,8 @@ class HttpConnection(asyncio.Protocol):
         self._on_lost: Callable[[bool], None] | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._paused = False
+        self._stream: tuple[Iterator[bytes], bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -76,6 +83,13 @@ class HttpConnection(asyncio.Protocol):
         if self._on_lost is not None:
             self._on_lost(False)
             self._on_lost = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._pump()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -146,6 +160,48 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive:
             self.transport.close()
         return True
+
+    def send_stream(self, status: int, chunks: Iterator[bytes], content_type: str, *, keep_alive: bool) -> None:
+        """A response with chunked transfer encoding: `chunks` is read only while the socket takes
+        what is written (flow control), in bursts between which other connections are served."""
+        if self.closed or self.transport.is_closing():
+            return
+        close = "" if keep_alive else "Connection: close\r\n"
+        self.transport.write((f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\nContent-Type: {content_type}"
+                              f"\r\nTransfer-Encoding: chunked\r\n{close}\r\n").encode("latin-1"))
+        self._busy = True
+        self._stream = (chunks, keep_alive)
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._stream is None:
+            return
+        chunks, keep_alive = self._stream
+        for _ in range(_STREAM_BURST):
+            if self.closed:
+                self._stream = None
+                return
+            if self._paused:
+                return
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                self._stream = None
+                self._busy = False
+                self.transport.write(b"0\r\n\r\n")
+                if keep_alive:
+                    self._process()
+                else:
+                    self.transport.close()
+                return
+            except Exception:
+                log.exception("simulator: a streamed answer failed; the connection is closed")
+                self._stream = None
+                self.transport.abort()
+                return
+            if chunk:
+                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        asyncio.get_running_loop().call_soon(self._pump)
 
     def send_truncated(self, status: int, body: bytes, content_type: str, cut: int) -> None:
         """The full Content-Length header, `cut` bytes of the body, then close."""

@@ -79,7 +79,7 @@ def test_the_pipeline_on_a_lake_gives_the_rows_of_a_duckdb_file(tmp_path, lake_l
         spool = Spool(tmp_path / "spool")
         drain_queue(client, spool, "PullSmsSendStatus", limit=20, max_consecutive_failures=50)
         drain_queue(client, spool, "PullSmsReplyStatus")
-        statistics = fetch_statistics(client, days)
+        statistics = fetch_statistics(client, days).frame
         client.close()
     shutil.copytree(tmp_path / "spool", tmp_path / "spool-for-lake")
     shutil.copytree(tmp_path / "spool", tmp_path / "spool-again")
@@ -154,7 +154,7 @@ def test_the_pipeline_on_a_lake_gives_the_rows_of_a_duckdb_file(tmp_path, lake_l
 
 def _report_params(report: str, days: DayRange) -> dict:
     text = sql_text(f"reports/{report}")
-    params = {**days.dates(), **days.instants(), **days.seconds()}
+    params = {**days.dates(), **days.instants(), **days.seconds(), "timezone": "UTC"}
     return {k: v for k, v in params.items() if f"${k}" in text}
 
 

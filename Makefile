@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install postgres test demo bench dev clean
+.PHONY: install postgres test demo demo-ui bench dev clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test: install
 
 demo: install
 	$(BIN)/smsledger demo
+
+# The Dagster UI on the demo's own instance and warehouse: its runs, each day's figures, the checks.
+demo-ui: install
+	DAGSTER_HOME=$(CURDIR)/data/demo/dagster SMSLEDGER_WAREHOUSE=data/demo/warehouse.duckdb \
+		SMSLEDGER_SPOOL_DIR=data/demo/spool $(BIN)/dagster dev
 
 bench: install
 	$(BIN)/python -m benchmarks.run

@@ -4,6 +4,7 @@ files, signatures and templates, hourly provider statistics, and gap filling by 
 # No `from __future__ import annotations`: Dagster reads the annotations of asset functions
 # (config, resources, context) when it builds the definitions.
 import contextlib
+import datetime as dt
 import dataclasses
 
 import dagster as dg
@@ -16,7 +17,7 @@ from pipelines.ingest.drain import drain_queue
 from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
-from pipelines.ingest.statistics import fetch_statistics, store_statistics
+from pipelines.ingest.statistics import fetch_statistics, settled_hours, store_statistics
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import sql_text
@@ -204,8 +205,12 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         hours the provider did not answer after retries are left out and named by the check
         `statistics_complete` (a warning), and the day's other marts build all the same."""
         days = days_of(context, partitions)
+        # Receipts move an hour's counts for days; once the lookback window is past they are final.
+        settle = dt.timedelta(days=metrics.lookback_days + 1)
+        with warehouse.connect() as con:
+            settled = settled_hours(con, days, settle)
         with provider_errors(), sms_api.client() as client:
-            fetched = fetch_statistics(client, days)
+            fetched = fetch_statistics(client, days, skip=settled)
         with warehouse.connect() as con:
             store_statistics(con, fetched.frame)
             report_days(context, con, "raw_statistics_hourly", days, {**days.instants(), "timezone": partitions.timezone})

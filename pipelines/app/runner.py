@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,19 +16,26 @@ from dagster._core.utils import make_new_run_id
 
 from assets.definitions import DAILY_JOB, DRAIN_JOB, build_definitions
 from assets.housekeeping import liveness_tags, release_dead_runs
-from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START, WAREHOUSE_POOL
+from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START
 from pipelines.app.errors import CommandError, RunFailedError, on_stop
+from pipelines.app.watch import Output, RunWatch
 from pipelines.config import Settings
 
 INSTANCE_DEFAULTS = """\
 concurrency:
   pools:
     default_limit: 1
+python_logs:
+  managed_python_loggers: [pipelines]
+  python_log_level: INFO
 telemetry:
   enabled: false
 """
-# The CLI prints its own lines; Dagster's step events and stack traces stay in the run's logs (the UI).
+# The CLI prints its own lines; Dagster's step events and stack traces stay in the run's logs (the UI),
+# and so do the library's own log lines (a retry, a lost pull): the instance captures the
+# `pipelines` loggers (python_logs in dagster.yaml), and nothing prints them on the console.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+logging.getLogger("pipelines").addHandler(logging.NullHandler())
 
 
 def dagster_home(settings: Settings, root: Path | None = None) -> Path:
@@ -50,7 +57,7 @@ def instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(dagster_home(settings).resolve()))
 
 
-def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable[[str], None],
+def _execute(settings: Settings, job: dg.JobDefinition, name: str, out: Output,
              **kwargs) -> dg.ExecuteInProcessResult:
     """Run `job` in this process on the local instance. Runs whose process died are released
     first; while this run waits for the warehouse pool it says whom it waits for; a stop request
@@ -64,7 +71,7 @@ def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable
     try:
         with instance(settings) as dagster_instance:
             for released in release_dead_runs(dagster_instance):
-                log(released.line())
+                out.line(released.line())
             tags = {**kwargs.pop("tags", {}), **liveness_tags()}
 
             def execute() -> None:
@@ -82,7 +89,7 @@ def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable
 
             unregister = on_stop(mark_stopped)
             try:
-                with _PoolWatch(dagster_instance, run_id, log):
+                with RunWatch(dagster_instance, run_id, out):
                     worker = threading.Thread(target=execute, name=f"smsledger-run-{run_id[:8]}", daemon=True)
                     worker.start()
                     while worker.is_alive():
@@ -101,50 +108,6 @@ def _execute(settings: Settings, job: dg.JobDefinition, name: str, log: Callable
         line, cause = _failure(result)
         raise RunFailedError(f"{name}: {line}", cause)
     return result
-
-
-class _PoolWatch:
-    """A thread that notices when the run waits for a slot of the warehouse pool held by another
-    run, says so (once, then every minute) naming the holder, and releases the holder if its
-    process dies meanwhile."""
-
-    def __init__(self, dagster_instance: dg.DagsterInstance, run_id: str, log: Callable[[str], None],
-                 interval: float = 2.0):
-        self._instance, self._run_id, self._log, self._interval = dagster_instance, run_id, log, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="smsledger-pool-watch", daemon=True)
-
-    def __enter__(self) -> _PoolWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _watch(self) -> None:
-        said_at = None
-        waiting_since = None
-        while not self._stop.wait(self._interval):
-            try:
-                info = self._instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
-            except Exception:  # the watch only informs; it must never break the run
-                return
-            ours_waiting = any(p.run_id == self._run_id and p.assigned_timestamp is None for p in info.pending_steps)
-            others = [(s.run_id, s.step_key) for s in info.claimed_slots if s.run_id != self._run_id]
-            if not (ours_waiting and others):
-                waiting_since = said_at = None
-                continue
-            # The holder may have died while we waited: release it, and the claim goes through.
-            for released in release_dead_runs(self._instance):
-                self._log(released.line())
-            now = time.monotonic()
-            waiting_since = waiting_since or now
-            if said_at is None or now - said_at >= 60:
-                holders = ", ".join(f"run {run_id[:8]} (step {step})" for run_id, step in others)
-                self._log(f"waiting {now - waiting_since + self._interval:.0f}s for the warehouse (pool {WAREHOUSE_POOL}), "
-                          f"held by {holders}; Ctrl-C stops waiting")
-                said_at = now
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, str | None]:
@@ -207,8 +170,11 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
     run_config = {**QUIET, "ops": {"spool__queue_pages": {"config": {"time_budget_seconds": time_budget_seconds}}}}
-    result = _execute(settings, job, DRAIN_JOB, log, run_config=run_config)
-    log(f"drained queues and loaded raw tables (run {result.run_id[:8]})")
+    out = Output(log)
+    out.line(f"draining the queues and loading raw tables (job {DRAIN_JOB}) ...")
+    result = _execute(settings, job, DRAIN_JOB, out, run_config=run_config)
+    for line in drain_summary(_materializations(result)):
+        log(line)
     return _outcome(result)
 
 
@@ -218,6 +184,72 @@ def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
     tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
-    result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", log, tags=tags, run_config=QUIET)
-    log(f"materialized {first}..{last} (run {result.run_id[:8]})")
+    out = Output(log)
+    out.line(f"building {first}..{last} (job {DAILY_JOB}, one run) ...")
+    result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", out, tags=tags, run_config=QUIET)
+    for line in days_summary(_materializations(result), first, last, result.run_id):
+        log(line)
     return _outcome(result)
+
+
+def _materializations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], dict[str, object]]:
+    """The metadata of each materialization of the run, as plain values, by (asset, partition)."""
+    found = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        found[(materialization.asset_key.to_user_string(), materialization.partition)] = {
+            key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+    return found
+
+
+def drain_summary(found: dict[tuple[str, str | None], dict[str, object]]) -> list[str]:
+    """What a drain run did, in a few lines."""
+    lines = []
+    pages = found.get(("spool/queue_pages", None))
+    if pages is not None:
+        stopped = {pages.get(f"{name}_stopped_by") for name in ("receipts", "replies")} - {None, "drained"}
+        note = "; the queues were drained" if not stopped else \
+            f"; stopped by {', '.join(sorted(str(s).replace('_', ' ') for s in stopped))}: the queues keep the rest"
+        lines.append(f"pulled {pages.get('receipts_pulled', 0):,} receipts and {pages.get('replies_pulled', 0):,} "
+                     f"replies{note}")
+    records = found.get(("raw/queue_records", None))
+    if records is not None:
+        lost = records.get("indeterminate_pulls", 0)
+        lines.append(f"loaded {records.get('records', 0):,} records: {records.get('new_records', 0):,} new, "
+                     f"{records.get('duplicate_records', 0):,} repeated, {records.get('quarantined_rows', 0):,} "
+                     "quarantined" + (f"; {lost} pulls broke on the way (records may be lost: gap filling looks "
+                                      "for them)" if lost else ""))
+    for kind, variable in (("sends", "SMSLEDGER_SENDS_PATH"), ("conversions", "SMSLEDGER_CONVERSIONS_PATH")):
+        files = found.get((f"raw/{kind}", None))
+        if files is None:
+            continue
+        if not files.get("configured"):
+            lines.append(f"no {kind} files ({variable} is not set)")
+        elif files.get("loaded_files"):
+            lines.append(f"{kind} files: {files.get('rows', 0):,} rows from {files['loaded_files']} new or changed "
+                         f"files, {files.get('quarantined_rows', 0):,} quarantined")
+        else:
+            lines.append(f"{kind} files: unchanged")
+    return lines
+
+
+def days_summary(found: dict[tuple[str, str | None], dict[str, object]], first: dt.date, last: dt.date,
+                 run_id: str) -> list[str]:
+    """What a run over days built: per day its messages and delivery."""
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    lines = [f"built {first}..{last} ({len(days)} day{'s' if len(days) != 1 else ''}, run {run_id[:8]}):",
+             "  day          messages  submitted  delivered   failed  pending  delivery"]
+    empty = []
+    for day in days:
+        m = found.get(("marts/message_status", day.isoformat()))
+        if not m or not m.get("dagster/row_count"):
+            empty.append(day.isoformat())
+            continue
+        rate = m.get("delivery_rate")
+        lines.append(f"  {day}  {m['dagster/row_count']:>9,}  {m.get('submitted', 0):>9,}  {m.get('delivered', 0):>9,}"
+                     f"  {m.get('failed', 0):>7,}  {m.get('pending', 0):>7,}  "
+                     + (f"{100 * rate:7.1f}%" if rate is not None else "     n/a"))
+    if empty:
+        lines.append(f"  no messages on {', '.join(empty)}: the provider and the sends log hold nothing for "
+                     f"{'that day' if len(empty) == 1 else 'those days'}")
+    return lines

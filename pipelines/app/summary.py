@@ -31,7 +31,7 @@ def summary(warehouse: Path, first: dt.date, last: dt.date, timezone: str = "UTC
             f"  {day}  {submitted or 0:>9,}  {delivered:>9,}  {failed:>7,}  {pending or 0:>7,}   {_pct(rate)}"
             f"      {_pct(conv_rate)}  {replies:>7,}  {opt_outs:>8,}"
         )
-    lines += ["", "Top failure reasons"]
+    lines += ["", "Top failure reasons (by country)"]
     lines += [f"  {description or '(none)':<24} {iso_code or '??':<3} {failed:>7,}" for description, iso_code, failed in reasons]
     mismatched = [row for row in recon if any(row[1:])]
     lines += ["", "Reconciliation with the provider's statistics (ours - provider: submitted, receipts, delivered, failed)"]

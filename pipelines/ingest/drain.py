@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pipelines.tencent import actions as A
 from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.envelope import parse_page
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
+from pipelines import progress
 from pipelines.spool import INDETERMINATE, Spool, process_alive
 
 log = logging.getLogger(__name__)
@@ -64,13 +66,17 @@ def drain_queue(
         raise ValueError(f"{action} is not a queue action")
     report = DrainReport(action)
     _claim(spool, action)
+    task = progress.start(f"draining {action}", "records")
     try:
-        _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures)
+        _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures,
+               lambda records: progress.advance(task, records))
     except (TencentCloudError, Unreachable):
         # An error answer, or a request that never left, hands nothing out: the drain ended
         # cleanly, if unsuccessfully.
         _inflight(spool, action).unlink(missing_ok=True)
         raise
+    finally:
+        progress.finish(task)
     # Only a drain that returns clears its mark; one that died of anything else (a full disk under
     # the spool, a kill) leaves it, and the next drain counts the pull it may have lost.
     _inflight(spool, action).unlink(missing_ok=True)
@@ -98,7 +104,7 @@ def _claim(spool: Spool, action: str) -> None:
 
 
 def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport, time_budget_seconds: float,
-           workers: int, limit: int, max_consecutive_failures: int) -> DrainReport:
+           workers: int, limit: int, max_consecutive_failures: int, pulled: Callable[[int], None]) -> DrainReport:
     lock = threading.Lock()
     stop = threading.Event()
     failures = 0
@@ -164,7 +170,10 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                     fatal.append(exc)
                     finish("error")
                     return
-                if failed("throttled" if exc.code.startswith("RequestLimitExceeded") else "transient_errors"):
+                throttled = exc.code.startswith("RequestLimitExceeded")
+                if throttled:
+                    client.limiter.throttled(action)
+                if failed("throttled" if throttled else "transient_errors"):
                     return
                 continue
             except TransportError:
@@ -177,6 +186,7 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                 report.pulls += 1
                 report.records += len(page.records)
                 failures = 0
+            pulled(len(page.records))
             if len(page.records) < limit:
                 with lock:
                     report.drained = True

@@ -63,11 +63,22 @@ class FetchedStatistics:
     problems: list[str]
 
 
-def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4) -> FetchedStatistics:
-    """Both statistics of every hour of the days (no database needed). An hour that still fails
-    after the client's retries is left out and named; errors that no retry fixes (credentials,
-    an unreachable endpoint) are raised."""
-    hours = hours_of(days)
+def settled_hours(con: duckdb.DuckDBPyConnection, days: DayRange, settle: dt.timedelta) -> set[dt.datetime]:
+    """Hours of the days whose statistics were pulled once they had settled (`settle` after the
+    hour, when no late receipt changes them any more): asking again would give the same counts."""
+    rows = con.execute(
+        "select hour from raw.statistics_hourly where hour >= $start and hour < $end and pulled_at >= hour + $settle",
+        {**days.instants(), "settle": settle},
+    ).fetchall()
+    return {hour for (hour,) in rows}
+
+
+def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4,
+                     skip: set[dt.datetime] = frozenset()) -> FetchedStatistics:
+    """Both statistics of every hour of the days but those in `skip` (no database needed). An
+    hour that still fails after the client's retries is left out and named; errors that no retry
+    fixes (credentials, an unreachable endpoint) are raised."""
+    hours = [hour for hour in hours_of(days) if hour not in skip]
 
     def one(hour: dt.datetime) -> dict | str:
         try:

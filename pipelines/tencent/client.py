@@ -162,6 +162,8 @@ class SmsApiClient:
                 return attempt_once()
             except (TransportError, TencentCloudError) as exc:
                 retryable = isinstance(exc, TransportError) or exc.retryable
+                if isinstance(exc, TencentCloudError) and exc.code.startswith("RequestLimitExceeded"):
+                    self.limiter.throttled(action)
                 attempt += 1
                 if not retryable or attempt >= self.retry.max_attempts:
                     raise

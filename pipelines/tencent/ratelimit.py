@@ -34,9 +34,17 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._logs: dict[str, collections.deque[float]] = {}
+        self._slowed: dict[str, float] = {}
 
     def limit(self, action: str) -> float | None:
         return self._limits.get(action)
+
+    def throttled(self, action: str) -> None:
+        """The provider answered RequestLimitExceeded all the same (a machine so busy that requests
+        leave in bunches): keep this action 15% further under its limit from now on, down to
+        half of it, so one throttle does not become a habit."""
+        with self._lock:
+            self._slowed[action] = max(0.5, self._slowed.get(action, 1.0) * 0.85)
 
     def acquire(self, action: str) -> None:
         """Wait until `action` may be sent, and record the moment it is let through.
@@ -49,7 +57,7 @@ class RateLimiter:
             return
         # A limit below 1/s is a window longer than a second holding one request.
         capacity = max(1, int(rate))
-        window = capacity / rate / self._fraction
+        window = capacity / rate / self._fraction / self._slowed.get(action, 1.0)
         while True:
             with self._lock:
                 log = self._logs.setdefault(action, collections.deque())

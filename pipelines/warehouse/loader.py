@@ -26,6 +26,7 @@ from pipelines.tencent import actions as A
 from pipelines.tencent.envelope import read_envelope
 from pipelines.tencent.errors import TransportError
 from pipelines.warehouse.db import insert_frame, registered, transaction
+from pipelines import progress
 from pipelines.spool import INDETERMINATE, Spool, SpoolFile
 
 # API field -> (raw column, polars type) of each record kind, in the API's documented order.
@@ -100,14 +101,15 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
     local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`)."""
     spool.clean_temp()
     report = LoadReport()
-    group: list[SpoolFile] = []
-    for spooled in spool.pending():
-        group.append(spooled)
-        if len(group) >= files_per_transaction:
+    pending = list(spool.pending())
+    task = progress.start("loading the spool", "files", total=len(pending))
+    try:
+        for i in range(0, len(pending), files_per_transaction):
+            group = pending[i:i + files_per_transaction]
             report.add(load_files(con, spool, group, provider_timezone=provider_timezone))
-            group = []
-    if group:
-        report.add(load_files(con, spool, group, provider_timezone=provider_timezone))
+            progress.advance(task, len(group))
+    finally:
+        progress.finish(task)
     return report
 
 

@@ -28,6 +28,7 @@ ONE_ROW_PER_REPLY = "one_row_per_reply"
 ALLOWED_REPORT_STATUS = "allowed_report_status"
 RECEIPT_COVERAGE = "receipt_coverage"
 MATCHES_PROVIDER_STATISTICS = "matches_provider_statistics"
+RECEIPTS_BY_CHANNEL = "receipts_by_channel"
 
 MESSAGE_STATUS = dg.AssetKey(["marts", "message_status"])
 REPLIES = dg.AssetKey(["marts", "replies"])
@@ -162,6 +163,31 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
 
             yield from evaluate_days(context, RECONCILIATION_DAILY, MATCHES_PROVIDER_STATISTICS, days.days(), evaluate)
 
+        @dg.asset_check(name=RECEIPTS_BY_CHANNEL, asset=MESSAGE_STATUS, partitions_def=partitions, pool=WAREHOUSE_POOL,
+                        description="Per day, the receipts that came by push callback, by pull, and by both. The drain "
+                                    "keeps running beside `smsledger receive` as reconciliation: on a day with pushes, a "
+                                    "receipt that came by pull only is one the receiver never got (a warning).")
+        def receipts_by_channel(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+            days = days_of(context, partitions)
+            with warehouse.connect() as con:
+                rows = {day: counts for day, *counts in
+                        con.execute(sql_text("reports/check_receipt_channels"), days.dates()).fetchall()}
+
+            def evaluate(day: dt.date) -> DayResult:
+                receipts, callback_only, both, pull_only = rows.get(day, (0, 0, 0, 0))
+                metadata = {"receipts": dg.IntMetadataValue(receipts), "callback_only": dg.IntMetadataValue(callback_only),
+                            "both": dg.IntMetadataValue(both), "pull_only": dg.IntMetadataValue(pull_only)}
+                if not callback_only + both:
+                    return DayResult(True, "no receipt came by push callback", metadata=metadata)
+                if pull_only:
+                    return DayResult(False, f"{pull_only:,} of {receipts:,} receipts came only by pull: pushes the "
+                                            "receiver did not get (the drain caught them)",
+                                     dg.AssetCheckSeverity.WARN, metadata)
+                return DayResult(True, f"{callback_only + both:,} receipts came by push, {both:,} of them by pull too",
+                                 metadata=metadata)
+
+            yield from evaluate_days(context, MESSAGE_STATUS, RECEIPTS_BY_CHANNEL, days.days(), evaluate)
+
     return [
         unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per SerialNo in marts.message_status "
                      "(blocking: the daily metrics are not built from duplicated messages).", blocking=True),
@@ -171,6 +197,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         allowed_report_status,
         receipt_coverage,
         matches_provider_statistics,
+        receipts_by_channel,
     ]
 
 

@@ -24,6 +24,7 @@ from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sendi
 from assets.marts import mart_assets  # noqa: E402
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START  # noqa: E402
 from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource  # noqa: E402
+from assets.sensors import LOAD_SPOOL_JOB, push_sensors  # noqa: E402
 from assets.staging import staging_assets  # noqa: E402
 from pipelines.config import Settings  # noqa: E402
 from pipelines.days import daily_partitions  # noqa: E402
@@ -41,6 +42,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     drain_job = dg.define_asset_job(
         DRAIN_JOB, selection=dg.AssetSelection.assets(*drain_assets),
         description="Drain the provider's queues into the spool and raw tables; load the sending application's files.",
+    )
+    load_job = dg.define_asset_job(
+        LOAD_SPOOL_JOB, selection=dg.AssetSelection.assets(raw_queue_records),
+        description="Load what the spool holds (pushed callbacks, responses a failed drain left) into the raw tables.",
     )
     daily_job = dg.define_asset_job(
         DAILY_JOB, selection=dg.AssetSelection.assets(*daily), partitions_def=partitions,
@@ -70,9 +75,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*drain_assets, *daily],
         asset_checks=build_checks(partitions),
-        jobs=[drain_job, daily_job],
+        jobs=[drain_job, daily_job, load_job],
         schedules=[drain_schedule, daily_schedule],
-        sensors=[release_dead_runs_sensor],
+        sensors=[release_dead_runs_sensor, *push_sensors(settings, load_job, daily_job)],
         resources={
             "sms_api": SmsApiResource.from_settings(settings),
             "warehouse": WarehouseResource.from_settings(settings),

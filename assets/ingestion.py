@@ -123,7 +123,14 @@ def raw_queue_records(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     with warehouse.connect() as con:
         report = warehouse.load_spool(con)
         totals = con.execute(sql_text("reports/raw_totals")).fetchone()
+        # The days whose marts pushed receipts change: the sensor pushed_receipt_days rebuilds them.
+        pushed_days = [day.isoformat() for (day,) in con.execute(
+            sql_text("reports/pushed_send_days"),
+            {"batch_ids": report.pushed_batches, "timezone": warehouse.partition_timezone}).fetchall()
+        ] if report.pushed_batches else []
     return dg.MaterializeResult(metadata={
+        "pushed_batches": len(report.pushed_batches),
+        "pushed_send_days": dg.MetadataValue.json(pushed_days),
         "batches_loaded": report.batches,
         "records": report.records,
         "new_records": report.new_records,

@@ -83,12 +83,14 @@ class WarehouseResource(dg.ConfigurableResource):
     spool_dir: str
     # The zone of pushed receipts' local times, read when the spool is loaded.
     provider_timezone: str = "Asia/Shanghai"
+    # The zone of the daily partitions (a pushed receipt's message has its send day there).
+    partition_timezone: str = "UTC"
     lock_wait_seconds: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
         return cls(path=str(settings.warehouse), spool_dir=str(settings.spool_dir),
-                   provider_timezone=settings.provider_timezone)
+                   provider_timezone=settings.provider_timezone, partition_timezone=settings.timezone)
 
     def load_spool(self, con: duckdb.DuckDBPyConnection) -> LoadReport:
         """Every spooled response and push batch into the raw tables."""

@@ -25,7 +25,7 @@ from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.tencent import actions as A
 from pipelines.tencent.envelope import read_envelope
 from pipelines.tencent.errors import TransportError
-from pipelines.warehouse.db import insert_frame, registered, transaction
+from pipelines.warehouse.db import insert_frame, registered, sql_text, transaction
 from pipelines import progress
 from pipelines.spool import INDETERMINATE, Spool, SpoolFile
 
@@ -72,6 +72,7 @@ class LoadReport:
     indeterminate: int = 0
     errors: int = 0
     error_codes: dict[str, int] = dataclasses.field(default_factory=dict)
+    pushed_batches: list[str] = dataclasses.field(default_factory=list)  # batch ids of push callbacks loaded
 
     def add(self, other: LoadReport) -> None:
         for field in dataclasses.fields(self):
@@ -137,6 +138,8 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
         quarantined[row["batch_id"]] = quarantined.get(row["batch_id"], 0) + 1
 
     with transaction(con):
+        if "raw.send_status" in frames:
+            _record_channels(con, frames["raw.send_status"])
         new_by_batch: dict[str, int] = {}
         for table, frame in frames.items():
             for batch_id, n in _insert_new(con, table, frame).items():
@@ -145,6 +148,8 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
             _insert_quarantine(con, quarantine)
         ledger = []
         for p in parsed:
+            if p.spooled.action in callbacks.ACTIONS:
+                report.pushed_batches.append(p.spooled.batch_id)
             row = dict(p.ledger)
             row["new_records"] = new_by_batch.get(row["batch_id"], 0)
             row["quarantined"] = quarantined.get(row["batch_id"], 0)
@@ -339,6 +344,16 @@ def _unkeyed(frame: pl.DataFrame) -> pl.DataFrame:
          "record_index": frame["record_index"]},
         schema=_QUARANTINE_SCHEMA,
     )
+
+
+def _record_channels(con: duckdb.DuckDBPyConnection, receipts: pl.DataFrame) -> None:
+    """Which channels pushed receipts arrived by (raw.receipt_channels), before they are stored."""
+    arrivals = receipts.select(
+        "record_key",
+        channel=pl.when(pl.col("action").is_in(list(callbacks.ACTIONS))).then(pl.lit("callback")).otherwise(pl.lit("pull")),
+    )
+    with registered(con, "_arrivals", arrivals):
+        con.execute(sql_text("staging/receipt_channels"))
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict[str, int]:

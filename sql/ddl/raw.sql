@@ -39,6 +39,13 @@ create table if not exists raw.send_status (
     request_id varchar
 );
 
+-- The channels a pushed receipt arrived by: 'callback' (smsledger receive), 'pull' (the queue or
+-- by number). Only receipts that ever arrived by push are listed: the rest came by pull only.
+create table if not exists raw.receipt_channels (
+    record_key varchar not null,
+    channel varchar not null
+);
+
 -- Replies from PullSmsReplyStatus and PullSmsReplyStatusByPhoneNumber.
 -- record_key = E.164 number | signature | reply time in seconds | content.
 create table if not exists raw.reply_status (

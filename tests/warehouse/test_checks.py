@@ -80,7 +80,8 @@ def run(warehouse, *, partition_key=None, tags=None, expect_success=True, **metr
 def test_every_check_passes_on_consistent_data(warehouse):
     evaluations = run(warehouse, partition_key=DAY.isoformat())
     assert set(evaluations) == {C.ONE_ROW_PER_SERIAL_NO, C.ONE_ROW_PER_GROUP, C.ONE_ROW_PER_REPLY,
-                                C.ALLOWED_REPORT_STATUS, C.RECEIPT_COVERAGE, C.MATCHES_PROVIDER_STATISTICS}
+                                C.ALLOWED_REPORT_STATUS, C.RECEIPT_COVERAGE, C.MATCHES_PROVIDER_STATISTICS,
+                                C.RECEIPTS_BY_CHANNEL}
     assert {name: e.passed for name, e in evaluations.items() if not e.passed} == {}
     assert evaluations[C.MATCHES_PROVIDER_STATISTICS].partition == DAY.isoformat()
     assert evaluations[C.MATCHES_PROVIDER_STATISTICS].metadata["receipts"].value == {"ours": 10, "provider": 10}

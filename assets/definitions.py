@@ -20,7 +20,9 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets.checks import build_checks  # noqa: E402
 from assets.housekeeping import release_dead_runs_sensor  # noqa: E402
-from assets.ingestion import daily_assets, queue_pages, raw_queue_records, sending_app_records, signs_and_templates  # noqa: E402
+from assets.ingestion import (  # noqa: E402
+    daily_assets, gap_fill, queue_pages, raw_queue_records, sending_app_records, signs_and_templates,
+)
 from assets.marts import mart_assets  # noqa: E402
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START  # noqa: E402
 from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource  # noqa: E402
@@ -37,11 +39,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date, settings.timezone)
     daily = [*daily_assets(partitions), *staging_assets(partitions),
              *mart_assets(partitions, reply_window_days=settings.reply_window_days)]
-    drain_assets = [queue_pages, raw_queue_records, sending_app_records, signs_and_templates]
+    drain_assets = [queue_pages, raw_queue_records, sending_app_records, gap_fill, signs_and_templates]
 
     drain_job = dg.define_asset_job(
         DRAIN_JOB, selection=dg.AssetSelection.assets(*drain_assets),
-        description="Drain the provider's queues into the spool and raw tables; load the sending application's files.",
+        description="Drain the provider's queues into the spool and raw tables; load the sending application's files; "
+                    "ask by phone number for what lost pulls took off the queues.",
     )
     load_job = dg.define_asset_job(
         LOAD_SPOOL_JOB, selection=dg.AssetSelection.assets(raw_queue_records),
@@ -49,7 +52,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     daily_job = dg.define_asset_job(
         DAILY_JOB, selection=dg.AssetSelection.assets(*daily), partitions_def=partitions,
-        description="Statistics, gap filling, staging and marts of daily partitions.",
+        description="Statistics, staging and marts of daily partitions.",
     )
 
     drain_schedule = dg.ScheduleDefinition(

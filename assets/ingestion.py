@@ -5,7 +5,6 @@ files, signatures and templates, hourly provider statistics, and gap filling by 
 # (config, resources, context) when it builds the definitions.
 import contextlib
 import datetime as dt
-import dataclasses
 
 import dagster as dg
 
@@ -14,7 +13,7 @@ from assets.reporting import report_days
 from assets.options import TRANSIENT_RETRY, WAREHOUSE_POOL
 from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
 from pipelines.ingest.drain import drain_queue
-from pipelines.ingest.gapfill import fetch_gaps, plan_gap_fill
+from pipelines.ingest.gapfill import DEFAULT_CALL_BUDGET, run_gap_fill
 from pipelines.days import days_of
 from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
 from pipelines.ingest.statistics import fetch_statistics, settled_hours, store_statistics
@@ -144,6 +143,39 @@ def raw_queue_records(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     })
 
 
+class GapFillConfig(dg.Config):
+    call_budget: int = DEFAULT_CALL_BUDGET  # by-number calls per run (20/s documented); the rest waits for the next run
+
+
+@dg.asset(
+    key=["raw", "gap_fill"],
+    deps=[raw_queue_records, ["raw", "sends"]],
+    group_name="ingestion",
+    kinds={"duckdb", "python"},
+    pool=WAREHOUSE_POOL,
+    retry_policy=TRANSIENT_RETRY,
+)
+def gap_fill(context: dg.AssetExecutionContext, config: GapFillConfig, sms_api: SmsApiResource,
+             warehouse: WarehouseResource, metrics: MetricsConfig) -> dg.MaterializeResult:
+    """Records that indeterminate queue pulls (and drains that died) took off the queues, asked
+    again by phone number: one search per loss, bounded by what the lost pull can have held (its
+    Limit, and the record times between the pulls around it), within a budget of calls per run
+    (the rest is resumed next run); a backlog is not a loss and asks nothing. Pages are loaded
+    like queue responses (pipelines/ingest/gapfill.py)."""
+    spool = warehouse.spool()
+    with provider_errors(), sms_api.client() as client:
+        report = run_gap_fill(warehouse.connect, client, spool, budget=config.call_budget, workers=sms_api.workers,
+                              reply_window_hours=metrics.reply_window_hours)
+    if report.calls:
+        context.log.info(f"gap filling: {report.calls} by-number calls for {report.lost_pulls_searched} lost pulls "
+                         f"(up to {report.possible_lost_records} records): {report.records_found} found, "
+                         f"{report.new_records} new; {report.searches_left} searches left for the next run")
+    if report.beyond_retention:
+        context.log.warning(f"{report.beyond_retention} lost pulls are older than the provider's 7-day by-number "
+                            "retention; their records cannot be asked for")
+    return dg.MaterializeResult(metadata=report.metadata())
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(["raw", "sends"], description="The sending application's SendSms log (SMSLEDGER_SENDS_PATH).",
@@ -230,28 +262,4 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
                          "the next run asks again") if missing else None,
         )])
 
-    @dg.asset(key=["raw", "gap_fill"], deps=[raw_queue_records, ["raw", "sends"]], retry_policy=TRANSIENT_RETRY,
-              **options.daily(partitions, "ingestion"))
-    def gap_fill(context: dg.AssetExecutionContext, sms_api: SmsApiResource, warehouse: WarehouseResource,
-                 metrics: MetricsConfig) -> dg.MaterializeResult:
-        """Receipts and replies of the partition's sends-log messages that have no receipt yet,
-        fetched by phone number (only those numbers) within the provider's 7-day retention, then
-        loaded like queue responses. Older messages are counted as beyond retention."""
-        days = days_of(context, partitions)
-        spool = warehouse.spool()
-        with warehouse.connect() as con:
-            plan = plan_gap_fill(con, days, reply_window_hours=metrics.reply_window_hours)
-        with provider_errors(), sms_api.client() as client:
-            report = fetch_gaps(client, spool, plan, workers=sms_api.workers)
-        with warehouse.connect() as con:
-            loaded = warehouse.load_spool(con)
-        if report.beyond_retention:
-            context.log.warning(f"{report.beyond_retention} messages lack receipts but are older than the "
-                                "provider's 7-day by-number retention; they stay pending")
-        return dg.MaterializeResult(metadata={
-            **{k: v for k, v in dataclasses.asdict(report).items()},
-            "new_records": loaded.new_records,
-            "quarantined_rows": loaded.quarantined,
-        })
-
-    return [statistics_hourly, gap_fill]
+    return [statistics_hourly]

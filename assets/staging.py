@@ -14,8 +14,7 @@ from pipelines.warehouse.staging import build_messages, build_replies
 
 
 def staging_assets(partitions: dg.DailyPartitionsDefinition):
-    @dg.asset(key=["staging", "messages"], deps=[raw_queue_records, ["raw", "sends"], ["raw", "conversions"],
-                                                 ["raw", "gap_fill"]],
+    @dg.asset(key=["staging", "messages"], deps=[raw_queue_records, ["raw", "sends"], ["raw", "conversions"]],
               **options.daily(partitions, "staging", "polars"))
     def staging_messages(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          metrics: MetricsConfig) -> dg.MaterializeResult:
@@ -30,7 +29,7 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
                                 "SendTime (0, negative or far future): they belong to no day")
         return dg.MaterializeResult()
 
-    @dg.asset(key=["staging", "replies"], deps=[raw_queue_records, ["raw", "gap_fill"]],
+    @dg.asset(key=["staging", "replies"], deps=[raw_queue_records],
               **options.daily(partitions, "staging", "polars"))
     def staging_replies(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                         metrics: MetricsConfig) -> dg.MaterializeResult:

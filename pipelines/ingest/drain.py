@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import orjson
+
 from pipelines.tencent import actions as A
 from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.envelope import parse_page
@@ -65,7 +67,7 @@ def drain_queue(
     if action not in A.QUEUE_ACTIONS:
         raise ValueError(f"{action} is not a queue action")
     report = DrainReport(action)
-    _claim(spool, action)
+    _claim(spool, action, limit, workers)
     task = progress.start(f"draining {action}", "records")
     try:
         _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures,
@@ -87,20 +89,29 @@ def _inflight(spool: Spool, action: str) -> Path:
     return spool.root / f"{action}.inflight"
 
 
-def _claim(spool: Spool, action: str) -> None:
-    """Mark a drain as under way. A mark left by a drain that died (killed, or the machine went
-    down) means responses it received may never have reached the spool: record that as an
-    indeterminate pull, so the loss is counted and gap filling looks for it."""
+def _claim(spool: Spool, action: str, limit: int, workers: int) -> None:
+    """Mark a drain as under way (pid, Limit, workers). A mark left by a drain that died (killed,
+    or the machine went down) means responses it received may never have reached the spool: record
+    that as an indeterminate pull, so the loss is counted and gap filling looks for it (each of
+    its workers may have had a pull in flight)."""
     mark = _inflight(spool, action)
     try:
-        pid = int(mark.read_text() or 0)
+        pid, *pulls = (int(n) for n in mark.read_text().split())
     except (FileNotFoundError, ValueError):
-        pid = None
-    if pid is not None and not process_alive(pid):
-        spool.write(action, f"a drain of {action} (pid {pid}) ended without finishing; responses it "
-                            "received may not have reached the spool".encode(), kind=INDETERMINATE)
+        pid, pulls = 0, []
+    if pid and not process_alive(pid):
+        failure = (f"a drain of {action} (pid {pid}) ended without finishing; responses it received may not "
+                   "have reached the spool")
+        dead_limit, dead_workers = pulls if len(pulls) == 2 else (None, None)
+        spool.write(action, indeterminate_marker(failure, dead_limit, dead_workers, None), kind=INDETERMINATE)
         log.warning("%s: the previous drain (pid %s) died mid-way; counted as an indeterminate pull", action, pid)
-    mark.write_text(str(os.getpid()))
+    mark.write_text(f"{os.getpid()} {limit} {workers}")
+
+
+def indeterminate_marker(failure: str, limit: int | None, workers: int | None, seconds: float | None) -> bytes:
+    """What an indeterminate pull's spool file holds: why it failed, and what bounds its loss
+    (the loader puts them in raw.batches; seconds is None for a drain that died)."""
+    return orjson.dumps({"failure": failure, "limit": limit, "workers": workers, "seconds": seconds})
 
 
 def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport, time_budget_seconds: float,
@@ -154,7 +165,8 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                     return
                 continue
             if raw.indeterminate:
-                spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
+                spool.write(action, indeterminate_marker(raw.failure or "unknown failure", limit, workers,
+                                                         raw.elapsed_seconds), kind=INDETERMINATE)
                 log.warning("%s: indeterminate pull (%s); records may have left the queue", action, raw.failure)
                 if failed("indeterminate"):
                     return

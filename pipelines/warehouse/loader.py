@@ -181,16 +181,20 @@ _LEDGER_SCHEMA = {
     "records": pl.Int32,
     "new_records": pl.Int32,
     "quarantined": pl.Int32,
+    "pull_limit": pl.Int32,
+    "pull_workers": pl.Int32,
+    "pull_seconds": pl.Float64,
 }
 
 
 def _parse_file(spooled: SpoolFile, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> _Parsed:
     ledger = {"batch_id": spooled.batch_id, "action": spooled.action, "pulled_at": _pulled_at(spooled),
-              "request_id": None, "outcome": "ok", "error_code": None, "error_message": None, "records": 0}
+              "request_id": None, "outcome": "ok", "error_code": None, "error_message": None, "records": 0,
+              "pull_limit": None, "pull_workers": None, "pull_seconds": None}
     parsed = _Parsed(spooled, ledger)
     data = spooled.path.read_bytes()
     if spooled.kind == INDETERMINATE:
-        ledger.update(outcome="indeterminate", error_message=data.decode("utf-8", "replace")[:1000])
+        ledger.update(outcome="indeterminate", **_marker(data))
         return parsed
 
     def unparseable(reason: str) -> _Parsed:
@@ -221,6 +225,24 @@ def _parse_file(spooled: SpoolFile, provider_timezone: str = DEFAULT_PROVIDER_TI
     parsed.table = _RECORD_KINDS[spooled.action]
     parsed.records = records
     return parsed
+
+
+def _marker(data: bytes) -> dict[str, Any]:
+    """The ledger fields of an indeterminate pull's marker (pipelines/ingest/drain.py); a marker of
+    an older version, or of a single pull made by hand, is only its failure text."""
+    try:
+        marker = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        marker = None
+    if not isinstance(marker, dict) or not isinstance(marker.get("failure"), str):
+        return {"error_message": data.decode("utf-8", "replace")[:1000]}
+
+    def number(key: str, kind: type) -> Any:
+        value = marker.get(key)
+        return kind(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+
+    return {"error_message": marker["failure"][:1000], "pull_limit": number("limit", int),
+            "pull_workers": number("workers", int), "pull_seconds": number("seconds", float)}
 
 
 def _pulled_at(spooled: SpoolFile) -> dt.datetime:

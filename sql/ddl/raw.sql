@@ -17,6 +17,12 @@ create table if not exists raw.batches (
     quarantined integer not null,
     loaded_at timestamptz not null default current_timestamp
 );
+-- What an indeterminate pull can have lost, bounded for gap filling (null for responses, and for
+-- markers of an older version: gap filling then assumes Limit 100 and 4 workers). Added so, not
+-- in the create, so that warehouses made before keep working.
+alter table raw.batches add column if not exists pull_limit integer;    -- the Limit it asked for
+alter table raw.batches add column if not exists pull_workers integer;  -- pulls its drain ran at once
+alter table raw.batches add column if not exists pull_seconds double;   -- how long it ran before it failed; null for a drain that died
 
 -- Delivery receipts from PullSmsSendStatus and PullSmsSendStatusByPhoneNumber.
 -- record_key = SerialNo | ReportStatus | receive time in seconds: the same receipt from a repeated
@@ -151,4 +157,37 @@ create table if not exists raw.templates (
     review_reply varchar,
     create_time bigint,
     pulled_at timestamptz not null
+);
+
+-- Gap filling: one search per loss the ledger knows of (an indeterminate queue pull, a drain that
+-- died, a receipt without a usable time), done once; `open` ones are resumed by the next run.
+create table if not exists raw.gap_fill_searches (
+    search_id varchar primary key,     -- the lost pull's batch_id, or unusable_time|<receipt record_key>
+    reason varchar not null,           -- lost_receipt_pull | lost_reply_pull | dead_receipt_drain | dead_reply_drain | unusable_receipt_time
+    action varchar not null,           -- the by-number action it calls
+    lost_at timestamptz not null,      -- pulled_at of the lost pull (or of the receipt)
+    window_start bigint,               -- record times (unix seconds) the lost records can have, margin included
+    window_end bigint,
+    capacity integer not null,         -- records it can have lost: Limit (x workers for a drain that died)
+    max_calls integer not null,        -- by-number calls it may make in all (2 x capacity)
+    candidates integer not null default 0,  -- numbers ranked for it
+    calls integer not null default 0,  -- by-number calls made (pages)
+    numbers_asked integer not null default 0,
+    records_found integer not null default 0,  -- records in its window we did not have
+    new_records integer not null default 0,    -- records its calls added to raw
+    outcome varchar not null,          -- waiting | open | complete | bounded | beyond_retention
+    registered_at timestamptz not null default current_timestamp,
+    searched_at timestamptz
+);
+
+-- The numbers a search asked, so a resumed search does not ask them again.
+create table if not exists raw.gap_fill_calls (
+    search_id varchar not null,
+    phone_e164 varchar not null,
+    begin_time bigint not null,
+    end_time bigint not null,
+    calls integer not null,            -- pages (a full page splits the window)
+    records_found integer not null,
+    batch_ids varchar[],               -- its spooled pages
+    called_at timestamptz not null default current_timestamp
 );

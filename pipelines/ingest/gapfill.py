@@ -107,31 +107,60 @@ class Delays:
 
 
 @dataclasses.dataclass
-class Search:
-    """One loss to look for in this run: its window of record times, what it can hold, the numbers
-    still to ask (best first) and the calls this run allows it."""
+class Loss:
+    """One row of raw.gap_fill_searches: a lost pull, a drain that died, or a receipt without a
+    usable time, with what earlier runs did for it."""
 
     search_id: str
     reason: str
-    action: str  # the by-number action
+    lost_at: Any  # datetime
     window_start: int
     window_end: int
     capacity: int
     max_calls: int
-    calls: int  # made by earlier runs
-    records_found: int  # by earlier runs
-    numbers: list[str]
-    candidates: int  # numbers ranked, those asked by earlier runs included
+    calls: int
+    records_found: int
+
+
+@dataclasses.dataclass
+class Search:
+    """What one run looks for at once: one loss, or the losses of one queue whose windows overlap
+    (their records lie in the same stretch of the queue, so the same numbers hold them): each
+    number is asked once, over their joint window. The numbers still to ask, best first, and the
+    calls this run allows."""
+
+    losses: list[Loss]  # oldest first
+    action: str  # the by-number action
+    numbers: list[str] = dataclasses.field(default_factory=list)
+    candidates: int = 0  # numbers ranked, those asked by earlier runs included
     known: set[tuple] = dataclasses.field(default_factory=set)  # records of the window we hold
     target: tuple[str, str] | None = None  # (SerialNo, ReportStatus) of a receipt without a usable time
     allowance: int = 0
 
     @property
-    def is_lost_pull(self) -> bool:
-        return self.reason != "unusable_receipt_time"
+    def window_start(self) -> int:
+        return min(loss.window_start for loss in self.losses)
+
+    @property
+    def window_end(self) -> int:
+        return max(loss.window_end for loss in self.losses)
+
+    @property
+    def capacity(self) -> int:
+        return sum(loss.capacity for loss in self.losses)
+
+    @property
+    def records_found(self) -> int:
+        return sum(loss.records_found for loss in self.losses)
+
+    @property
+    def room(self) -> int:
+        """Calls its losses may still make."""
+        return sum(max(loss.max_calls - loss.calls, 0) for loss in self.losses)
 
     def find_key(self, number: str, record: Any) -> tuple | None:
-        """The key of `record` if it is a find: in the window and not held before."""
+        """The key of `record` if it is a find: in the window and not held before. The record's
+        time is the key's third part."""
         if not isinstance(record, dict):
             return None
         if self.action == A.PULL_SEND_STATUS_BY_NUMBER:
@@ -160,15 +189,41 @@ class GapFillPlan:
 class SearchProgress:
     search: Search
     calls: int = 0
-    numbers_asked: int = 0
     found: set[tuple] = dataclasses.field(default_factory=set)
-    asked: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # rows of raw.gap_fill_calls
+    asked: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # numbers answered, in order
     failed_numbers: int = 0
+    failed_calls: int = 0
     outcome: str = OPEN
 
-    @property
-    def batch_ids(self) -> list[str]:
-        return [batch_id for row in self.asked for batch_id in row["batch_ids"]]
+
+@dataclasses.dataclass
+class _Share:
+    """What a search's run did for one of its losses."""
+
+    loss: Loss
+    calls: int = 0
+    found: int = 0
+    asked: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _shares(progress: SearchProgress) -> list[_Share]:
+    """A search's calls and finds, given to its losses: calls to the oldest loss first, each up to
+    the calls it may make; a find to the oldest loss whose window holds the record's time and that
+    can still hold one."""
+    shares = [_Share(loss) for loss in progress.search.losses]
+    current = 0
+    for asked in progress.asked:
+        while (current < len(shares) - 1
+               and shares[current].loss.calls + shares[current].calls >= shares[current].loss.max_calls):
+            current += 1
+        shares[current].calls += asked["calls"]
+        shares[current].asked.append({**asked, "search_id": shares[current].loss.search_id})
+    shares[current].calls += progress.failed_calls
+    for key in sorted(progress.found, key=lambda key: key[2]):
+        holding = [s for s in shares if s.loss.window_start <= key[2] <= s.loss.window_end] or shares
+        share = next((s for s in holding if s.loss.records_found + s.found < s.loss.capacity), holding[0])
+        share.found += 1
+    return shares
 
 
 @dataclasses.dataclass
@@ -244,16 +299,35 @@ def plan_gap_fill(con: duckdb.DuckDBPyConnection, *, budget: int = DEFAULT_CALL_
     plan = GapFillPlan([], now, [tuple(row) for row in beyond])
     evidence: dict[str, tuple] = {}
     left = budget
-    for row in con.execute(
-            "select search_id, reason, action, window_start, window_end, capacity, max_calls, calls, records_found, "
-            "lost_at from raw.gap_fill_searches where outcome = 'open' order by lost_at, search_id").fetchall():
+    for search in _together(con):
         if left <= 0:
             break
-        search = _search(con, row, plan, evidence, oldest, reply_window_hours * 3600)
-        search.allowance = min(left, search.max_calls - search.calls, len(search.numbers))
+        _rank(con, search, plan, evidence, oldest, reply_window_hours * 3600)
+        search.allowance = min(left, search.room, len(search.numbers))
         left -= search.allowance
         plan.searches.append(search)
     return plan
+
+
+def _together(con: duckdb.DuckDBPyConnection) -> list[Search]:
+    """The open losses as searches, oldest loss first: lost pulls of one queue whose windows
+    overlap are searched together; a receipt without a usable time is searched alone."""
+    rows = con.execute(
+        "select search_id, reason, action, window_start, window_end, capacity, max_calls, calls, records_found, lost_at "
+        "from raw.gap_fill_searches where outcome = 'open' order by action, reason = 'unusable_receipt_time', "
+        "window_start, lost_at, search_id").fetchall()
+    searches: list[Search] = []
+    for search_id, reason, action, start, end, capacity, max_calls, calls, found, lost_at in rows:
+        loss = Loss(search_id, reason, lost_at, start, end, capacity, max_calls, calls, found)
+        last = searches[-1] if searches else None
+        if (last is not None and last.action == action and reason != "unusable_receipt_time"
+                and last.losses[0].reason != "unusable_receipt_time" and start <= last.window_end):
+            last.losses.append(loss)
+        else:
+            searches.append(Search([loss], action))
+    for search in searches:
+        search.losses.sort(key=lambda loss: (loss.lost_at, loss.search_id))
+    return sorted(searches, key=lambda search: (search.losses[0].lost_at, search.losses[0].search_id))
 
 
 def _place_windows(con: duckdb.DuckDBPyConnection, now: int, oldest: int) -> None:
@@ -274,27 +348,29 @@ def _place_windows(con: duckdb.DuckDBPyConnection, now: int, oldest: int) -> Non
                         "where search_id = ?", placed)
 
 
-def _search(con: duckdb.DuckDBPyConnection, row: tuple, plan: GapFillPlan, evidence: dict[str, tuple],
-            oldest: int, reply_window_s: int) -> Search:
-    search_id, reason, action, start, end, capacity, max_calls, calls, found, lost_at = row
-    search = Search(search_id, reason, action, start, end, capacity, max_calls, calls, found, [], 0)
-    asked = {n for (n,) in con.execute("select distinct phone_e164 from raw.gap_fill_calls where search_id = $id",
-                                       {"id": search_id}).fetchall()}
-    want = 3 * (max_calls - calls) + len(asked)  # spare rows: numbers repeat, some do not parse
-    window = {"start_s": start, "end_s": end}
-    if reason == "unusable_receipt_time":
-        target = con.execute(sql_text("gapfill/unusable_time_number"), {
-            "window_start": start, "lost_at": lost_at, "record_key": search_id.partition("|")[2]}).pl()
-        ranked = target.with_columns(probability=pl.lit(1.0))
-        if not target.is_empty():
-            search.target = (target["serial_no"][0], target["report_status"][0])
-    elif action == A.PULL_SEND_STATUS_BY_NUMBER:
+def _rank(con: duckdb.DuckDBPyConnection, search: Search, plan: GapFillPlan, evidence: dict[str, tuple],
+          oldest: int, reply_window_s: int) -> None:
+    """The numbers of `search`, best first, without those its losses asked before."""
+    ids = [loss.search_id for loss in search.losses]
+    asked = {n for (n,) in con.execute("select distinct phone_e164 from raw.gap_fill_calls "
+                                       "where search_id in (select unnest($ids))", {"ids": ids}).fetchall()}
+    want = 3 * search.room + len(asked)  # spare rows: numbers repeat, some do not parse
+    window = {"start_s": search.window_start, "end_s": search.window_end}
+    if search.losses[0].reason == "unusable_receipt_time":
+        [loss] = search.losses
+        ranked = con.execute(sql_text("gapfill/unusable_time_number"), {
+            "window_start": loss.window_start, "lost_at": loss.lost_at,
+            "record_key": loss.search_id.partition("|")[2]}).pl()
+        ranked = ranked.with_columns(probability=pl.lit(1.0))
+        if not ranked.is_empty():
+            search.target = (ranked["serial_no"][0], ranked["report_status"][0])
+    elif search.action == A.PULL_SEND_STATUS_BY_NUMBER:
         if "receipts" not in evidence:
             evidence["receipts"] = _receipt_evidence(con, plan.now, oldest)
         delays, no_receipt, followup = evidence["receipts"]
         plan.delays["receipts"] = f"observed ({delays.observations})" if delays.observed else "default"
         ranked = con.execute(sql_text("gapfill/receipt_candidates"), {
-            **window, "from_s": start - delays.longest(), "now_s": plan.now, "edges": delays.edges,
+            **window, "from_s": search.window_start - delays.longest(), "now_s": plan.now, "edges": delays.edges,
             "no_receipt": no_receipt, "followup": followup, "limit": want}).pl()
         search.known = set(con.execute(sql_text("gapfill/known_receipts"), window).fetchall())
     else:
@@ -314,7 +390,6 @@ def _search(con: duckdb.DuckDBPyConnection, row: tuple, plan: GapFillPlan, evide
                   .sort(["probability", "phone_e164"], descending=[True, False]))
     search.candidates = per_number.height
     search.numbers = [n for n in per_number["phone_e164"] if n not in asked]
-    return search
 
 
 def _e164(frame: pl.DataFrame) -> pl.DataFrame:
@@ -403,8 +478,8 @@ def fetch_gaps(client: SmsApiClient, spool: Spool, plan: GapFillPlan, *, workers
 
     def ask(search: Search, number: str) -> dict[str, Any]:
         begin, end = max(search.window_start, oldest), min(search.window_end, plan.now)
-        asked = {"search_id": search.search_id, "phone_e164": number, "begin_time": begin, "end_time": end,
-                 "calls": 0, "records_found": 0, "batch_ids": [], "found": set(), "failed": False}
+        asked = {"phone_e164": number, "begin_time": begin, "end_time": end, "calls": 0, "records_found": 0,
+                 "batch_ids": [], "found": set(), "failed": False}
         if end < begin:
             return asked
         try:
@@ -424,26 +499,29 @@ def fetch_gaps(client: SmsApiClient, spool: Spool, plan: GapFillPlan, *, workers
             asked.update(calls=asked["calls"] + 1, failed=True)
         return asked
 
+    found_this_run: set[tuple] = set()  # a record found for one search is no find for another
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gapfill") as pool:
         for search in plan.searches:
             progress = SearchProgress(search)
             result.progress.append(progress)
             position = 0
             while not stop.is_set():
-                room = min(search.allowance, search.max_calls - search.calls) - progress.calls
+                room = search.allowance - progress.calls
                 if (search.records_found + len(progress.found) >= search.capacity or room <= 0
                         or position >= len(search.numbers)):
                     break
                 wave = search.numbers[position : position + min(workers, room)]
                 position += len(wave)
                 for asked in pool.map(lambda number: ask(search, number), wave):
-                    failed, found = asked.pop("failed"), asked.pop("found") - progress.found
+                    failed, found = asked.pop("failed"), asked.pop("found") - found_this_run
                     progress.found |= found
+                    found_this_run |= found
                     asked["records_found"] = len(found)
                     progress.calls += asked["calls"]
-                    progress.numbers_asked += not failed
-                    progress.failed_numbers += failed
-                    if not failed:  # a failed number is asked again by the next run
+                    if failed:  # asked again by the next run
+                        progress.failed_numbers += 1
+                        progress.failed_calls += asked["calls"]
+                    else:
                         progress.asked.append(asked)
             progress.outcome = _outcome(search, progress, position, stopped=stop.is_set())
     return result
@@ -452,7 +530,7 @@ def fetch_gaps(client: SmsApiClient, spool: Spool, plan: GapFillPlan, *, workers
 def _outcome(search: Search, progress: SearchProgress, position: int, *, stopped: bool) -> str:
     if search.records_found + len(progress.found) >= search.capacity:
         return COMPLETE
-    if search.calls + progress.calls >= search.max_calls:
+    if progress.calls >= search.room:
         return BOUNDED
     if position >= len(search.numbers) and not progress.failed_numbers and not stopped:
         return COMPLETE  # every number that can hold one was asked
@@ -472,16 +550,21 @@ def store_gap_fill(con: duckdb.DuckDBPyConnection, spool: Spool, plan: GapFillPl
     crash in between repeats calls, never loses records), then count what they added to raw."""
     report = GapFillReport(invalid_numbers=plan.invalid_numbers, receipt_delays=plan.delays.get("receipts", ""),
                            reply_delays=plan.delays.get("replies", ""))
+    done = [(p, _shares(p)) for p in result.progress]
+    shares = [share for _, search_shares in done for share in search_shares]
     with transaction(con):
         insert_frame(con, "raw.gap_fill_calls", pl.DataFrame(
-            [row for p in result.progress for row in p.asked], schema=_CALLS_SCHEMA))
-        con.executemany(
-            "update raw.gap_fill_searches set candidates = ?, calls = calls + ?, numbers_asked = numbers_asked + ?, "
-            "records_found = records_found + ?, outcome = ?, searched_at = to_timestamp(?) where search_id = ?",
-            [(p.search.candidates, p.calls, p.numbers_asked, len(p.found), p.outcome, plan.now, p.search.search_id)
-             for p in result.progress])
+            [{k: v for k, v in row.items() if k in _CALLS_SCHEMA} for share in shares for row in share.asked],
+            schema=_CALLS_SCHEMA))
+        if done:
+            con.executemany(
+                "update raw.gap_fill_searches set candidates = ?, calls = calls + ?, numbers_asked = numbers_asked + ?, "
+                "records_found = records_found + ?, outcome = ?, searched_at = to_timestamp(?) where search_id = ?",
+                [(p.search.candidates, share.calls, len(share.asked), share.found, p.outcome, plan.now,
+                  share.loss.search_id) for p, search_shares in done for share in search_shares])
     load_spool(con, spool)
-    pages = pl.DataFrame([(p.search.search_id, b) for p in result.progress for b in p.batch_ids],
+    pages = pl.DataFrame([(share.loss.search_id, batch_id) for share in shares for row in share.asked
+                          for batch_id in row["batch_ids"]],
                          schema={"search_id": pl.Utf8, "batch_id": pl.Utf8}, orient="row")
     added: dict[str, int] = {}
     if not pages.is_empty():
@@ -491,20 +574,22 @@ def store_gap_fill(con: duckdb.DuckDBPyConnection, spool: Spool, plan: GapFillPl
         con.executemany("update raw.gap_fill_searches set new_records = new_records + ? where search_id = ?",
                         [(n, search_id) for search_id, n in added.items()])
 
-    for p in result.progress:
-        s = p.search
-        if s.is_lost_pull and (p.calls or p.outcome != OPEN):
-            report.lost_pulls_searched += 1
-            report.possible_lost_records += s.capacity
-        report.calls += p.calls
-        report.calls_by_reason[s.reason] += p.calls
-        report.numbers_asked += p.numbers_asked
-        report.records_found += len(p.found)
-        report.new_records += added.get(s.search_id, 0)
+    for p, search_shares in done:
+        for share in search_shares:
+            loss = share.loss
+            lost_pull = loss.reason != "unusable_receipt_time"
+            if lost_pull and (p.calls or p.outcome != OPEN):
+                report.lost_pulls_searched += 1
+                report.possible_lost_records += loss.capacity
+            report.calls += share.calls
+            report.calls_by_reason[loss.reason] += share.calls
+            report.numbers_asked += len(share.asked)
+            report.records_found += share.found
+            report.new_records += added.get(loss.search_id, 0)
+            report.unusable_times_asked += not lost_pull and len(share.asked)
+            if p.outcome != OPEN:
+                report.unrecovered_at_most += max(loss.capacity - loss.records_found - share.found, 0)
         report.failed_numbers += p.failed_numbers
-        report.unusable_times_asked += not s.is_lost_pull and p.numbers_asked
-        if p.outcome != OPEN:
-            report.unrecovered_at_most += max(s.capacity - s.records_found - len(p.found), 0)
     for _, _, capacity, found in plan.beyond_retention:
         report.beyond_retention += 1
         report.unrecovered_at_most += max(capacity - found, 0)

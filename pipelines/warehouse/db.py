@@ -112,9 +112,39 @@ def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: f
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    if _lacks_column(con, "raw", "batches", "pull_limit"):
+        _rebuild(con, "raw.batches")
     con.execute(sql_text("ddl/raw"))
     con.execute(sql_text("ddl/staging"))
     con.execute(sql_text("ddl/marts"))
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    return [name for (name,) in con.execute(
+        "select column_name from duckdb_columns() where database_name = current_database() "
+        "and schema_name = $schema and table_name = $table order by column_index",
+        {"schema": schema, "table": table}).fetchall()]
+
+
+def _lacks_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    """Whether the table exists without the column (a warehouse made by an older version)."""
+    names = _columns(con, schema, table)
+    return bool(names) and column not in names
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Give an older table the columns sql/ddl/raw.sql now declares, keeping its rows, in one
+    transaction. Not `alter table ... add column`: DuckDB (1.5) cannot replay that from its
+    write-ahead log for a table with a `current_timestamp` default, so a kill before the next
+    checkpoint would leave the file unopenable."""
+    schema, _, name = table.partition(".")
+    before = f"{name}_before_upgrade"
+    with transaction(con):
+        con.execute(f"alter table {table} rename to {before}")
+        con.execute(sql_text("ddl/raw"))
+        columns = ", ".join(_columns(con, schema, before))
+        con.execute(f"insert into {table} ({columns}) select {columns} from {schema}.{before}")
+        con.execute(f"drop table {schema}.{before}")
 
 
 @contextlib.contextmanager

@@ -15,14 +15,14 @@ create table if not exists raw.batches (
     records integer not null,          -- records in the response
     new_records integer not null,      -- of which not seen before
     quarantined integer not null,
-    loaded_at timestamptz not null default current_timestamp
+    loaded_at timestamptz not null default current_timestamp,
+    -- What an indeterminate pull can have lost, for gap filling; null for responses, and for markers
+    -- of older versions (gap filling then assumes Limit 100, 4 workers). A ledger made before these
+    -- columns is rebuilt with them when the warehouse is opened (pipelines/warehouse/db.py).
+    pull_limit integer,                -- the Limit the pull asked for
+    pull_workers integer,              -- pulls its drain ran at once
+    pull_seconds double                -- how long it ran before it failed; null for a drain that died
 );
--- What an indeterminate pull can have lost, bounded for gap filling (null for responses, and for
--- markers of an older version: gap filling then assumes Limit 100 and 4 workers). Added so, not
--- in the create, so that warehouses made before keep working.
-alter table raw.batches add column if not exists pull_limit integer;    -- the Limit it asked for
-alter table raw.batches add column if not exists pull_workers integer;  -- pulls its drain ran at once
-alter table raw.batches add column if not exists pull_seconds double;   -- how long it ran before it failed; null for a drain that died
 
 -- Delivery receipts from PullSmsSendStatus and PullSmsSendStatusByPhoneNumber.
 -- record_key = SerialNo | ReportStatus | receive time in seconds: the same receipt from a repeated

@@ -22,6 +22,11 @@ raw.gap_fill_searches, done once.
 * How much to ask: numbers in rank order, one call each over the window, until the records found
   (in the window, and not held before) reach the capacity, or CALLS_PER_RECORD x capacity calls
   were made: a lost pull of 100 records costs at most 200 calls, 10 s at the documented 20/s.
+  Lost pulls of one queue whose windows overlap hold records of the same stretch of the queue:
+  they are searched together (one call per number over their joint window, their capacities and
+  calls added up), so that one number is not asked once per pull.
+* A search waits for the pulls after its lost one (they bound its window) until they come, or an
+  hour: a pull lost at the end of a drain is searched after the next drain.
 * A budget of calls per run; a search it cuts short is resumed by the next run (the numbers it
   asked are in raw.gap_fill_calls); a search whose window left the 7-day retention is closed as
   beyond_retention.

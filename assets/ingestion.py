@@ -165,7 +165,7 @@ def gap_fill(context: dg.AssetExecutionContext, config: GapFillConfig, sms_api: 
     spool = warehouse.spool()
     with provider_errors(), sms_api.client() as client:
         report = run_gap_fill(warehouse.connect, client, spool, budget=config.call_budget, workers=sms_api.workers,
-                              reply_window_hours=metrics.reply_window_hours)
+                              reply_window_hours=metrics.reply_window_hours, load=warehouse.load_spool)
     if report.calls:
         context.log.info(f"gap filling: {report.calls} by-number calls for {report.lost_pulls_searched} lost pulls "
                          f"(up to {report.possible_lost_records} records): {report.records_found} found, "

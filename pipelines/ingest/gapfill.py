@@ -263,16 +263,20 @@ class GapFillReport:
         return out
 
 
+Load = Callable[[duckdb.DuckDBPyConnection], object]
+
+
 def run_gap_fill(connect: Callable[[], contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]],
                  client: SmsApiClient, spool: Spool, *, budget: int = DEFAULT_CALL_BUDGET, workers: int = 4,
-                 reply_window_hours: int = 72, now: float | None = None) -> GapFillReport:
+                 reply_window_hours: int = 72, now: float | None = None, load: Load | None = None) -> GapFillReport:
     """Plan (warehouse), fetch (network and spool only), store (warehouse); raises the permanent
-    provider error that stopped the calls, after storing what was done."""
+    provider error that stopped the calls, after storing what was done. `load` loads the spool
+    (default: `load_spool` with its defaults)."""
     with connect() as con:
         plan = plan_gap_fill(con, budget=budget, reply_window_hours=reply_window_hours, now=now)
     result = fetch_gaps(client, spool, plan, workers=workers)
     with connect() as con:
-        report = store_gap_fill(con, spool, plan, result)
+        report = store_gap_fill(con, spool, plan, result, load=load)
     if result.error is not None:
         raise result.error
     return report
@@ -296,11 +300,12 @@ def plan_gap_fill(con: duckdb.DuckDBPyConnection, *, budget: int = DEFAULT_CALL_
             "since_s": oldest, "usable_from_s": USABLE_FROM_S, "usable_to_s": now + 86400,
             "span_s": UNUSABLE_TIME_SPAN_SECONDS})
         _place_windows(con, now, oldest)
-        beyond = con.execute(
-            "update raw.gap_fill_searches set outcome = 'beyond_retention', searched_at = to_timestamp($now) "
-            "where outcome in ('open', 'waiting') and coalesce(window_end, epoch(lost_at) + $margin) < $oldest "
-            "returning search_id, reason, capacity, records_found",
-            {"now": now, "margin": MARGIN_SECONDS, "oldest": oldest}).fetchall()
+        aged = "outcome in ('open', 'waiting') and coalesce(window_end, epoch(lost_at) + $margin) < $oldest"
+        bounds = {"margin": MARGIN_SECONDS, "oldest": oldest}
+        beyond = con.execute(f"select search_id, reason, capacity, records_found from raw.gap_fill_searches "
+                             f"where {aged}", bounds).fetchall()
+        con.execute(f"update raw.gap_fill_searches set outcome = 'beyond_retention', searched_at = to_timestamp($now) "
+                    f"where {aged}", {**bounds, "now": now})
     plan = GapFillPlan([], now, [tuple(row) for row in beyond])
     evidence: dict[str, tuple] = {}
     left = budget
@@ -549,8 +554,8 @@ _CALLS_SCHEMA = {"search_id": pl.Utf8, "phone_e164": pl.Utf8, "begin_time": pl.I
                  "calls": pl.Int32, "records_found": pl.Int32, "batch_ids": pl.List(pl.Utf8)}
 
 
-def store_gap_fill(con: duckdb.DuckDBPyConnection, spool: Spool, plan: GapFillPlan,
-                   result: GapFillResult) -> GapFillReport:
+def store_gap_fill(con: duckdb.DuckDBPyConnection, spool: Spool, plan: GapFillPlan, result: GapFillResult, *,
+                   load: Load | None = None) -> GapFillReport:
     """Record what each search did, then load the spool (its pages are there, durable, first: a
     crash in between repeats calls, never loses records), then count what they added to raw."""
     report = GapFillReport(invalid_numbers=plan.invalid_numbers, receipt_delays=plan.delays.get("receipts", ""),
@@ -567,7 +572,7 @@ def store_gap_fill(con: duckdb.DuckDBPyConnection, spool: Spool, plan: GapFillPl
                 "records_found = records_found + ?, outcome = ?, searched_at = to_timestamp(?) where search_id = ?",
                 [(p.search.candidates, share.calls, len(share.asked), share.found, p.outcome, plan.now,
                   share.loss.search_id) for p, search_shares in done for share in search_shares])
-    load_spool(con, spool)
+    (load or (lambda con: load_spool(con, spool)))(con)
     pages = pl.DataFrame([(share.loss.search_id, batch_id) for share in shares for row in share.asked
                           for batch_id in row["batch_ids"]],
                          schema={"search_id": pl.Utf8, "batch_id": pl.Utf8}, orient="row")

@@ -17,3 +17,4 @@ select r.day, count(*) as receipts,
        count(*) filter (c.channels is null) as pull_only
 from receipts r left join channels c using (record_key)
 group by r.day
+order by r.day

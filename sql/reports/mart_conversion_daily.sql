@@ -7,3 +7,4 @@ select day, count(*) as rows, cast(sum(delivered) as bigint) as delivered,
 from marts.conversion_daily
 where day between $first_day and $last_day
 group by day
+order by day

@@ -22,3 +22,4 @@ select t.day, t.rows, cast(t.submitted as bigint) as submitted, cast(t.receipts 
        (t.submitted - t.pending) / nullif(t.submitted, 0) as receipt_coverage,
        l.latency_p50_s, l.latency_p95_s, cast(t.fee as bigint) as fee
 from totals t left join latency l using (day)
+order by day

@@ -9,3 +9,4 @@ select day, cast(sum(rows) as bigint) as rows, cast(sum(failed) as bigint) as fa
        count(*) as reasons, arg_max(coalesce(description, '(none)'), failed) as top_reason
 from reasons
 group by day
+order by day

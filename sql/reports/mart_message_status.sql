@@ -12,3 +12,4 @@ select send_date as day,
 from marts.message_status
 where send_date between $first_day and $last_day
 group by send_date
+order by day

@@ -7,3 +7,4 @@ select day, count(*) as rows, cast(sum(request_success_count) as bigint) as prov
 from marts.provider_statistics_hourly
 where hour >= $start and hour < $end
 group by day
+order by day

@@ -4,3 +4,4 @@ select day, count(*) as rows, submitted_diff, receipts_diff, delivered_diff, fai
 from marts.reconciliation_daily
 where day between $first_day and $last_day
 group by all
+order by day

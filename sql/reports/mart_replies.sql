@@ -3,3 +3,4 @@ select reply_date as day, count(*) as rows, count(serial_no) as attributed, coun
 from marts.replies
 where reply_date between $first_day and $last_day
 group by reply_date
+order by day

@@ -5,3 +5,4 @@ select cast(timezone($timezone, hour) as date) as day, count(*) as hours,
 from raw.statistics_hourly
 where hour >= $start and hour < $end
 group by all
+order by day

@@ -33,3 +33,4 @@ left join sends s using (day)
 left join receipts r using (day)
 left join orphans o using (day)
 left join conversions c using (day)
+order by day

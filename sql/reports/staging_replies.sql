@@ -4,3 +4,4 @@ select reply_date as day, count(*) as rows, count(*) filter (reply_time_flag is 
 from staging.replies
 where reply_date between $first_day and $last_day
 group by reply_date
+order by day

@@ -9,8 +9,11 @@ from typing import Any
 
 import dagster as dg
 
-# Every step that writes the DuckDB file runs in this pool, whose limit is 1 (dagster.yaml):
-# DuckDB allows one writing process per file.
+# Every step that writes the warehouse runs in this pool. Its limit is the Dagster instance's: 1 for
+# a DuckDB file (dagster.yaml), which takes one writing process; more for a lake
+# (dagster.postgres.yaml: 4), which takes writers in parallel and retries the commits that collide
+# (pipelines/warehouse/lake.py). Loads of the spool stay one at a time even then
+# (WarehouseResource.load_spool).
 WAREHOUSE_POOL = "duckdb_warehouse"
 
 # Steps that call the provider retry transient faults (throttling, 5xx) a few times; permanent
@@ -23,7 +26,7 @@ PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 
 
 def daily(partitions: dg.DailyPartitionsDefinition, group: str, *kinds: str) -> dict[str, Any]:
-    """The options of a daily asset that writes the warehouse: its partitions, one writer at a
-    time, and a backfill of many days as one run (each step reads and writes the range at once)."""
+    """The options of a daily asset that writes the warehouse: its partitions, the writers' pool,
+    and a backfill of many days as one run (each step reads and writes the range at once)."""
     return dict(partitions_def=partitions, group_name=group, kinds={"duckdb", *kinds}, pool=WAREHOUSE_POOL,
                 backfill_policy=dg.BackfillPolicy.single_run())

@@ -7,13 +7,15 @@ never part of run config or metadata.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
-from pipelines.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
+from pipelines.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, LakeLocation, ObjectStore, Settings, Warehouse, is_lake, \
+    parse_lake_uri
 from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
@@ -77,10 +79,20 @@ class SmsApiResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file and the spool of raw responses waiting to be loaded."""
+    """The warehouse (a DuckDB file, or a lake: its URI and data path) and the spool of raw
+    responses waiting to be loaded. The object store's keys of an s3:// data path come from the
+    environment (`dg.EnvVar`) when a run starts, never from run config."""
 
-    path: str
+    path: str  # the DuckDB file, or the lake's ducklake:postgres:... URI (which never holds a password)
     spool_dir: str
+    lake_data_path: str | None = None
+    s3_key_id: str | None = None
+    s3_secret: str | None = None
+    s3_session_token: str | None = None
+    s3_region: str | None = None
+    s3_endpoint: str | None = None
+    s3_use_ssl: bool = True
+    s3_url_style: str | None = None
     # The zone of pushed receipts' local times, read when the spool is loaded.
     provider_timezone: str = "Asia/Shanghai"
     # The zone of the daily partitions (a pushed receipt's message has its send day there).
@@ -89,16 +101,51 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
-        return cls(path=str(settings.warehouse), spool_dir=str(settings.spool_dir),
-                   provider_timezone=settings.provider_timezone, partition_timezone=settings.timezone)
+        warehouse = settings.warehouse
+        lake: dict[str, object] = {}
+        if isinstance(warehouse, LakeLocation):
+            lake["lake_data_path"] = warehouse.data_path
+            store = warehouse.object_store
+            if store is not None:
+                lake.update(
+                    s3_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"), s3_secret=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+                    s3_session_token=dg.EnvVar("AWS_SESSION_TOKEN") if store.session_token else None,
+                    s3_region=store.region, s3_endpoint=store.endpoint, s3_use_ssl=store.use_ssl,
+                    s3_url_style=store.url_style)
+        return cls(path=str(warehouse), spool_dir=str(settings.spool_dir), provider_timezone=settings.provider_timezone,
+                   partition_timezone=settings.timezone, **lake)
+
+    @property
+    def is_lake(self) -> bool:
+        return is_lake(self.path)
+
+    def location(self) -> Warehouse:
+        """The DuckDB file's path, or the lake's location with its object store's credentials."""
+        if not self.is_lake:
+            return Path(self.path)
+        store = None
+        if self.s3_key_id and self.s3_secret:
+            store = ObjectStore(key_id=self.s3_key_id, secret=self.s3_secret, session_token=self.s3_session_token or None,
+                                region=self.s3_region, endpoint=self.s3_endpoint, use_ssl=self.s3_use_ssl,
+                                url_style=self.s3_url_style)
+        return parse_lake_uri(self.path, self.lake_data_path, store)
 
     def load_spool(self, con: duckdb.DuckDBPyConnection) -> LoadReport:
-        """Every spooled response and push batch into the raw tables."""
-        return load_spool(con, self.spool(), provider_timezone=self.provider_timezone)
+        """Every spooled response and push batch into the raw tables, one load at a time on this
+        machine. On a DuckDB file the pool of one writer already makes it so; a lake takes several
+        writers, but two loads of one spool would both insert the files neither had loaded yet
+        (appends never conflict), so the second waits for the first, then finds what is left."""
+        self.spool()  # its folders exist
+        with open(Path(self.spool_dir) / "load.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return load_spool(con, self.spool(), provider_timezone=self.provider_timezone)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with open_warehouse(self.path, wait_seconds=self.lock_wait_seconds) as con:
+        with open_warehouse(self.location(), wait_seconds=self.lock_wait_seconds) as con:
             yield con
 
     def spool(self) -> Spool:

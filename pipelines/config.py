@@ -4,6 +4,13 @@ Nothing writes settings back into the environment.
 
 Secrets are held here only long enough to build a client; `Settings.__repr__` hides them so a
 settings object can be logged or put in an exception without leaking them.
+
+The warehouse is a DuckDB file (the default) or a DuckLake: a catalog in Postgres named by libpq
+key=value words, its data as Parquet files in a folder or object storage. Its location is read
+here, once, so that a bad one is one line naming the variable before anything runs; connecting is
+pipelines/warehouse/db.py's. The catalog's password never travels in SMSLEDGER_WAREHOUSE (which is
+logged, and which DuckDB repeats in its errors): libpq reads it from PGPASSWORD, a password file or
+a service file by itself.
 """
 
 from __future__ import annotations
@@ -52,6 +59,160 @@ def _is_cron(text: str) -> bool:
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable to set."""
+
+
+# -- the warehouse: a DuckDB file or a DuckLake ---------------------------------------------------
+
+LAKE_SCHEME = "ducklake:postgres:"
+
+
+class LakeConfigError(ConfigError):
+    """A lake that cannot be named or opened, as one line that never holds a password."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectStore:
+    """The S3 (or S3-compatible) credentials and endpoint of a lake whose data path is s3://, as
+    the options of a DuckDB secret kept in the session only. From the AWS variables."""
+
+    key_id: str = dataclasses.field(repr=False)
+    secret: str = dataclasses.field(repr=False)
+    session_token: str | None = dataclasses.field(default=None, repr=False)
+    region: str | None = None
+    endpoint: str | None = None  # host[:port] of an S3-compatible service; None: AWS
+    use_ssl: bool = True
+    url_style: str | None = None  # "path" for most S3-compatible services
+
+    def secret_options(self) -> dict[str, str | bool]:
+        options: dict[str, str | bool] = {"key_id": self.key_id, "secret": self.secret}
+        for name in ("session_token", "region", "endpoint", "url_style"):
+            if getattr(self, name):
+                options[name] = getattr(self, name)
+        if self.endpoint:
+            options["use_ssl"] = self.use_ssl
+        return options
+
+
+@dataclasses.dataclass(frozen=True)
+class LakeLocation:
+    """Where a lake is: the catalog's libpq connection words (never a password), the data path
+    (None: the one the catalog recorded when it was created), and the object store's credentials
+    for an s3:// data path. Its text is the URI, safe to log."""
+
+    conninfo: str
+    data_path: str | None = None
+    object_store: ObjectStore | None = dataclasses.field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        return LAKE_SCHEME + self.conninfo
+
+
+Warehouse = Path | LakeLocation
+
+
+def is_lake(warehouse: object) -> bool:
+    return isinstance(warehouse, LakeLocation) or str(warehouse).startswith("ducklake:")
+
+
+# libpq's key=value syntax: a value is a bare word or a single-quoted string with \' and \\.
+_WORD = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)")
+
+
+def parse_conninfo(conninfo: str) -> dict[str, str]:
+    """The keys and values of libpq key=value connection words (values unquoted)."""
+    words: dict[str, str] = {}
+    position = 0
+    while position < len(conninfo.rstrip()):
+        match = _WORD.match(conninfo, position)
+        if match is None:
+            # Only the keys read so far are named: the unreadable rest may hold a secret.
+            after = f"after {', '.join(words)} " if words else ""
+            raise LakeConfigError(
+                f"SMSLEDGER_WAREHOUSE: cannot read the connection words {after}(character {position + 1} after "
+                f"{LAKE_SCHEME!r}): expected key=value words, e.g. {LAKE_SCHEME}dbname=smsledger host=db.internal "
+                "port=5432 user=smsledger")
+        key, value = match.group(1).lower(), match.group(2)
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        words[key] = value
+        position = match.end()
+    return words
+
+
+def parse_lake_uri(uri: str, data_path: str | Path | None = None, object_store: ObjectStore | None = None) -> LakeLocation:
+    """A LakeLocation from SMSLEDGER_WAREHOUSE and SMSLEDGER_LAKE_DATA_PATH; one-line errors that
+    never repeat a password."""
+    if not uri.startswith(LAKE_SCHEME):
+        raise LakeConfigError(
+            f"SMSLEDGER_WAREHOUSE: a lake is named {LAKE_SCHEME}dbname=... host=... port=... user=... "
+            f"(a catalog in Postgres), not {redact(uri)!r}")
+    conninfo = uri[len(LAKE_SCHEME):].strip()
+    if conninfo.startswith(("postgres://", "postgresql://")):
+        raise LakeConfigError(
+            "SMSLEDGER_WAREHOUSE: give the catalog as libpq key=value words (dbname=... host=... user=...), not a URL")
+    words = parse_conninfo(conninfo)
+    if "password" in words:
+        raise LakeConfigError(
+            "SMSLEDGER_WAREHOUSE must not carry the password (it is logged and repeated in errors): "
+            "set PGPASSWORD, or use a password file (PGPASSFILE) or a service file (PGSERVICEFILE with service=NAME)")
+    if "dbname" not in words and "service" not in words:
+        raise LakeConfigError("SMSLEDGER_WAREHOUSE: name the catalog's database with dbname=... (or a service=...)")
+    return LakeLocation(conninfo, lake_data_path(data_path), object_store)
+
+
+def lake_data_path(value: str | Path | None) -> str | None:
+    """An absolute folder or an s3:// URL, ending in '/' (DuckLake appends file names)."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*://", text):
+        if not text.startswith("s3://") or len(text) <= len("s3://"):
+            raise LakeConfigError(f"SMSLEDGER_LAKE_DATA_PATH: {text!r} is neither a folder nor an s3://bucket/prefix URL")
+        return text.rstrip("/") + "/"
+    return str(Path(text).expanduser().resolve()) + "/"
+
+
+_SECRET = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with any password=... word or user:password@ of a URL masked: DuckDB repeats the
+    whole connection string in its errors."""
+    return _URL_PASSWORD.sub(r"\1***@", _SECRET.sub(r"\1***", text))
+
+
+def _object_store(get: Callable[..., str | None]) -> ObjectStore:
+    """The credentials of an s3:// data path, from the variables the AWS tools read."""
+    key_id, secret = get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")
+    if not (key_id and secret):
+        raise ConfigError("SMSLEDGER_LAKE_DATA_PATH is an s3:// URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                          "(and AWS_REGION; AWS_ENDPOINT_URL for an S3-compatible service)")
+    endpoint = get("AWS_ENDPOINT_URL_S3") or get("AWS_ENDPOINT_URL")
+    host, use_ssl = None, True
+    if endpoint:
+        parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"AWS_ENDPOINT_URL={endpoint!r} must be http(s)://host[:port]")
+        host, use_ssl = parts.netloc, parts.scheme == "https"
+    return ObjectStore(key_id=key_id, secret=secret, session_token=get("AWS_SESSION_TOKEN"),
+                       region=get("AWS_REGION") or get("AWS_DEFAULT_REGION"), endpoint=host, use_ssl=use_ssl,
+                       url_style="path" if host else None)
+
+
+def _warehouse(get: Callable[..., str | None], default: Path) -> Warehouse:
+    """SMSLEDGER_WAREHOUSE: a DuckDB file (the default) or a lake, with SMSLEDGER_LAKE_DATA_PATH."""
+    value = get("SMSLEDGER_WAREHOUSE", str(default))
+    data_path = get("SMSLEDGER_LAKE_DATA_PATH")
+    if not is_lake(value):
+        if data_path:
+            raise ConfigError("SMSLEDGER_LAKE_DATA_PATH is set but SMSLEDGER_WAREHOUSE is a DuckDB file: name a lake "
+                              f"({LAKE_SCHEME}dbname=... host=... user=...) or unset it")
+        return Path(value)
+    location = parse_lake_uri(value, data_path)
+    if location.data_path and location.data_path.startswith("s3://"):
+        location = dataclasses.replace(location, object_store=_object_store(get))
+    return location
 
 
 def _networks(text: str | None, variable: str) -> tuple[IPNetwork, ...]:
@@ -113,7 +274,8 @@ class Settings:
     sdk_app_id: str = DEMO_SDK_APP_ID
     endpoint: str = DEFAULT_ENDPOINT
     region: str = "ap-guangzhou"
-    warehouse: Path = Path("data/warehouse.duckdb")
+    # A DuckDB file, or a lake (LakeLocation: its catalog, data path and object-store credentials).
+    warehouse: Warehouse = Path("data/warehouse.duckdb")
     spool_dir: Path = Path("data/spool")
     sends_path: str | None = None
     conversions_path: str | None = None
@@ -198,7 +360,7 @@ class Settings:
             sdk_app_id=get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID),
             endpoint=endpoint,
             region=get("SMSLEDGER_REGION", "ap-guangzhou"),
-            warehouse=Path(get("SMSLEDGER_WAREHOUSE", str(data / "warehouse.duckdb"))),
+            warehouse=_warehouse(get, data / "warehouse.duckdb"),
             spool_dir=Path(get("SMSLEDGER_SPOOL_DIR", str(data / "spool"))),
             sends_path=get("SMSLEDGER_SENDS_PATH"),
             conversions_path=get("SMSLEDGER_CONVERSIONS_PATH"),

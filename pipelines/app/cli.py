@@ -131,14 +131,15 @@ def _cmd_sync(ns: argparse.Namespace) -> int:
 
 
 def _cmd_backfill(ns: argparse.Namespace) -> int:
-    from pipelines.app.runner import check_days, run_days, run_drain
+    from pipelines.app.runner import check_days, check_writers, run_days, run_drain
 
     settings = Settings.from_env()
     check_days(settings, ns.start, ns.end)  # before the drain: queue records are handed out once
+    check_writers(settings, ns.writers)
     outcomes = []
     if not ns.skip_drain:
         outcomes.append(run_drain(settings, time_budget_seconds=ns.time_budget))
-    outcomes.append(run_days(settings, ns.start, ns.end))
+    outcomes.append(run_days(settings, ns.start, ns.end, writers=ns.writers))
     return _report(ns.command, outcomes)
 
 
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", type=_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
     backfill.add_argument("--skip-drain", action="store_true", help="do not drain the queues first")
     backfill.add_argument("--time-budget", type=float, default=300.0, help="seconds the queue drain may take")
+    backfill.add_argument("--writers", type=int, default=1,
+                          help="on a lake: runs that build parts of the days at once (default 1: one run)")
     backfill.set_defaults(run=_cmd_backfill)
 
     sql = sub.add_parser("sql", help="read-only SQL on the warehouse (works while a sync runs)")

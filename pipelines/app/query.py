@@ -1,8 +1,9 @@
 """`smsledger sql`: one statement that reads the warehouse, printed as a table, CSV or JSON.
 
 What may run. The connection comes from pipelines/warehouse/db.py's `connect(read_only=True)`,
-which reads its database file and nothing else (no other file, URL, database or extension, and a
-locked configuration). On top of that this command runs one statement, of a kind that reads:
+which reads its database file (or lake) and nothing else (no other file, URL, database or
+extension, and a locked configuration; a lake's data path stays open, so the statement check below
+is what keeps COPY out of it). On top of that this command runs one statement, of a kind that reads:
 SELECT in all its forms (WITH, FROM-first, VALUES, DESCRIBE, SHOW, SUMMARIZE, a PIVOT that lists
 its values, and the PRAGMAs that show something, which DuckDB itself turns into SELECTs:
 `pragma table_info('t')`, `pragma show_tables`, `pragma database_size`, `pragma version`) and
@@ -33,6 +34,7 @@ from typing import TextIO
 import duckdb
 
 from pipelines.app.demo import demo_warehouse
+from pipelines.config import Warehouse, is_lake, redact
 from pipelines.warehouse.db import connect
 
 TABLE_ROWS = 100  # the table is for looking; csv and json print everything
@@ -57,19 +59,21 @@ class QueryError(ValueError):
 
 
 def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
+    return redact(" ".join(str(exc).split()))
 
 
 def _print_to_stderr(text: str) -> None:
     print(f"smsledger sql: {text}", file=sys.stderr, flush=True)
 
 
-def run_query(warehouse: Path | str, query: str, fmt: str = "table", *, out: TextIO,
+def run_query(warehouse: Warehouse | str, query: str, fmt: str = "table", *, out: TextIO,
               note: Callable[[str], None] = _print_to_stderr, wait_seconds: float = 60.0) -> None:
-    """Run `query` on the warehouse and write its result to `out` in `fmt` (table, csv, json);
-    `note` hears about a wait for a writer. Raises QueryError with one line."""
-    warehouse = Path(warehouse)
-    if not warehouse.exists():
+    """Run `query` on the warehouse (a DuckDB file or a lake) and write its result to `out` in
+    `fmt` (table, csv, json); `note` hears about a wait for a writer. Raises QueryError with one
+    line (a lake that cannot be opened: the config's LakeConfigError, also one line)."""
+    if not is_lake(warehouse):
+        warehouse = Path(warehouse)
+    if isinstance(warehouse, Path) and not warehouse.exists():
         raise QueryError(_missing_warehouse(warehouse))
     write = {"table": _write_table, "csv": _write_csv, "json": _write_json}[fmt]
 

@@ -19,7 +19,7 @@ from assets.housekeeping import liveness_tags, release_dead_runs
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START
 from pipelines.app.errors import CommandError, RunFailedError, on_stop
 from pipelines.app.watch import Output, RunWatch
-from pipelines.config import Settings
+from pipelines.config import Settings, is_lake
 
 INSTANCE_DEFAULTS = """\
 concurrency:
@@ -36,6 +36,12 @@ telemetry:
 # `pipelines` loggers (python_logs in dagster.yaml), and nothing prints them on the console.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 logging.getLogger("pipelines").addHandler(logging.NullHandler())
+
+# The marts that read other days than their own: a reply is attributed to a message of the days
+# before it (marts/replies), and a message's replies count under its day whatever day they came
+# (marts/conversion_daily). Writers that build a range in parts at once leave these for one run
+# over the whole range, once every part is built.
+CROSS_DAY_MARTS = (dg.AssetKey(["marts", "replies"]), dg.AssetKey(["marts", "conversion_daily"]))
 
 
 def dagster_home(settings: Settings, root: Path | None = None) -> Path:
@@ -166,6 +172,15 @@ def check_days(settings: Settings, first: dt.date, last: dt.date) -> None:
                            f"complete day is {latest}")
 
 
+def check_writers(settings: Settings, writers: int) -> None:
+    """Several writers at once only on a lake."""
+    if writers < 1:
+        raise CommandError(f"--writers {writers}: give 1 or more")
+    if writers > 1 and not is_lake(settings.warehouse):
+        raise CommandError(f"--writers {writers}: SMSLEDGER_WAREHOUSE is a DuckDB file, which one process writes at a "
+                           "time; several writers need a lake (ducklake:postgres:..., see README)")
+
+
 def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Callable[[str], None] = print) -> Outcome:
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DRAIN_JOB)
@@ -178,18 +193,99 @@ def run_drain(settings: Settings, *, time_budget_seconds: float = 300.0, log: Ca
     return _outcome(result)
 
 
-def run_days(settings: Settings, first: dt.date, last: dt.date, *, log: Callable[[str], None] = print) -> Outcome:
-    """Materialize the daily partitions [first, last] in a single run (a single-run backfill)."""
+def run_days(settings: Settings, first: dt.date, last: dt.date, *, writers: int = 1,
+             log: Callable[[str], None] = print) -> Outcome:
+    """Materialize the daily partitions [first, last] in a single run (a single-run backfill), or,
+    on a lake with `writers` above 1, by that many runs at once, each over its part of the days
+    (see `_run_days_in_parts`)."""
     check_days(settings, first, last)
+    check_writers(settings, writers)
     defs = build_definitions(settings)
     job = defs.resolve_job_def(DAILY_JOB)
-    tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
     out = Output(log)
-    out.line(f"building {first}..{last} (job {DAILY_JOB}, one run) ...")
-    result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", out, tags=tags, run_config=QUIET)
-    for line in days_summary(_materializations(result), first, last, result.run_id):
+    parts = _parts(first, last, writers)
+    if len(parts) > 1:
+        result_found, outcome, run_ids = _run_days_in_parts(settings, job, parts, out)
+    else:
+        tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
+        out.line(f"building {first}..{last} (job {DAILY_JOB}, one run) ...")
+        result = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", out, tags=tags, run_config=QUIET)
+        result_found, outcome, run_ids = _materializations(result), _outcome(result), result.run_id
+    for line in days_summary(result_found, first, last, run_ids):
         log(line)
-    return _outcome(result)
+    return outcome
+
+
+def _parts(first: dt.date, last: dt.date, writers: int) -> list[tuple[dt.date, dt.date]]:
+    """[first, last] cut into at most `writers` consecutive ranges of (nearly) equal days."""
+    days = (last - first).days + 1
+    count = max(1, min(writers, days))
+    bounds = [first + dt.timedelta(days=days * i // count) for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1] - dt.timedelta(days=1)) for i in range(count)]
+
+
+def _run_days_in_parts(settings: Settings, job: dg.JobDefinition, parts: list[tuple[dt.date, dt.date]],
+                       out: Output) -> tuple[dict, Outcome, str]:
+    """One run per part of the days, all at once (each in its own thread, with its own
+    connections: a lake takes the writers together and re-runs a commit that collided), every
+    asset but the cross-day marts; then one run of those over the whole range. Every asset is
+    built from upstream assets complete for the days it reads, as in one run over the range, so
+    the tables come out the same. The Dagster pool (the instance's limit) still bounds how many
+    steps write at once."""
+    first, last = parts[0][0], parts[-1][1]
+    everything = job.asset_layer.selected_asset_keys
+    per_part = sorted(everything - set(CROSS_DAY_MARTS), key=str)
+    out.line(f"building {first}..{last} with {len(parts)} writers at once (job {DAILY_JOB}: one run per part, "
+             f"{', '.join(f'{a}..{b}' for a, b in parts)}; then the cross-day marts in one run) ...")
+    results: dict[tuple[dt.date, dt.date], dg.ExecuteInProcessResult] = {}
+    errors: list[BaseException] = []
+
+    def build(part: tuple[dt.date, dt.date]) -> None:
+        a, b = part
+        try:
+            results[part] = _execute(settings, job, f"{DAILY_JOB} {a}..{b}", _Prefixed(out, f"[{a}..{b}] "),
+                                     tags={PARTITION_RANGE_START: a.isoformat(), PARTITION_RANGE_END: b.isoformat()},
+                                     asset_selection=per_part, run_config=QUIET)
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(part,), name=f"smsledger-part-{part[0]}", daemon=True)
+               for part in parts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # the main thread keeps the CLI's signal handlers (see `_execute`)
+    if errors:
+        raise errors[0]
+    tags = {PARTITION_RANGE_START: first.isoformat(), PARTITION_RANGE_END: last.isoformat()}
+    cross_day = _execute(settings, job, f"{DAILY_JOB} {first}..{last}", _Prefixed(out, f"[{first}..{last}] "),
+                         tags=tags, asset_selection=list(CROSS_DAY_MARTS), run_config=QUIET)
+    found: dict = {}
+    outcome = Outcome(cross_day.run_id)
+    for result in [*(results[part] for part in parts), cross_day]:
+        found.update(_materializations(result))
+        part_outcome = _outcome(result)
+        outcome.errors += part_outcome.errors
+        outcome.warnings += part_outcome.warnings
+    run_ids = ", ".join(result.run_id[:8] for result in [*(results[part] for part in parts), cross_day])
+    return found, outcome, run_ids
+
+
+class _Prefixed:
+    """An Output whose lines name the part of the days they are about."""
+
+    def __init__(self, out: Output, prefix: str):
+        self._out, self._prefix = out, prefix
+
+    def line(self, text: str) -> None:
+        self._out.line(self._prefix + text.lstrip())
+
+    def status(self, text: str) -> None:
+        self._out.status(self._prefix + text.lstrip())
+
+    def done(self) -> None:
+        self._out.done()
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], dict[str, object]]:
@@ -235,9 +331,11 @@ def drain_summary(found: dict[tuple[str, str | None], dict[str, object]]) -> lis
 
 def days_summary(found: dict[tuple[str, str | None], dict[str, object]], first: dt.date, last: dt.date,
                  run_id: str) -> list[str]:
-    """What a run over days built: per day its messages and delivery."""
+    """What a run over days built: per day its messages and delivery. `run_id`: the run, or the
+    runs of a build in parts (their short ids)."""
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    lines = [f"built {first}..{last} ({len(days)} day{'s' if len(days) != 1 else ''}, run {run_id[:8]}):",
+    runs = f"runs {run_id}" if "," in run_id else f"run {run_id[:8]}"
+    lines = [f"built {first}..{last} ({len(days)} day{'s' if len(days) != 1 else ''}, {runs}):",
              "  day          messages  submitted  delivered   failed  pending  delivery"]
     empty = []
     for day in days:

@@ -11,7 +11,8 @@ import duckdb
 import polars as pl
 
 from pipelines.tencent.client import SmsApiClient
-from pipelines.warehouse.db import insert_frame, transaction
+from pipelines.warehouse import lake
+from pipelines.warehouse.db import transaction, upsert_frame
 
 SIGN_COLUMNS = {"SignId": "sign_id", "SignName": "sign_name", "International": "international",
                 "StatusCode": "status_code", "ReviewReply": "review_reply", "CreateTime": "create_time"}
@@ -41,6 +42,7 @@ def fetch_dimensions(client: SmsApiClient) -> tuple[list[dict], list[dict]]:
     return signs, templates
 
 
+@lake.retry_conflicts
 def store_dimensions(con: duckdb.DuckDBPyConnection, signs: list[dict], templates: list[dict]) -> DimensionsReport:
     pulled_at = dt.datetime.now(dt.UTC)
     report = DimensionsReport(len(signs), len(templates))
@@ -48,5 +50,6 @@ def store_dimensions(con: duckdb.DuckDBPyConnection, signs: list[dict], template
         for table, rows, columns in (("raw.signs", signs, SIGN_COLUMNS), ("raw.templates", templates, TEMPLATE_COLUMNS)):
             if not rows:
                 continue
-            insert_frame(con, table, _frame(rows, columns, pulled_at), or_replace=True)
+            key = next(iter(columns.values()))  # sign_id, template_id
+            upsert_frame(con, table, _frame(rows, columns, pulled_at), key=[key])
     return report

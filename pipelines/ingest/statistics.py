@@ -19,7 +19,8 @@ import polars as pl
 from pipelines.normalize.timestamps import provider_hour_string
 from pipelines.tencent.client import SmsApiClient
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
-from pipelines.warehouse.db import insert_frame, transaction
+from pipelines.warehouse import lake
+from pipelines.warehouse.db import transaction, upsert_frame
 from pipelines.days import DayRange
 
 SEND_FIELDS = {"FeeCount": "fee_count", "RequestCount": "request_count", "RequestSuccessCount": "request_success_count"}
@@ -112,6 +113,7 @@ def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4,
     return FetchedStatistics(frame, problems)
 
 
+@lake.retry_conflicts
 def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> StatisticsReport:
     """Upsert fetched hours into raw.statistics_hourly (a re-pull replaces the hour)."""
     report = StatisticsReport(hours=frame.height, requests=2 * frame.height)
@@ -120,5 +122,5 @@ def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> Sta
     report.request_success_count = int(frame["request_success_count"].sum())
     report.callback_count = int(frame["callback_count"].sum())
     with transaction(con):
-        insert_frame(con, "raw.statistics_hourly", frame, or_replace=True)
+        upsert_frame(con, "raw.statistics_hourly", frame, key=["provider_hour"])
     return report

@@ -1,8 +1,13 @@
-"""DuckDB access: the SQL files of sql/, connections that wait out another writer, transactions.
+"""DuckDB access: the SQL files of sql/, connections to the warehouse (a DuckDB file or a DuckLake),
+transactions, inserts and upserts of frames.
 
-DuckDB lets one process write a database file at a time, and a read-only connection from another
+A DuckDB file lets one process write it at a time, and a read-only connection from another
 process is refused while a writer has it open. Writers therefore hold the file only for short
 transactions, and every connection retries briefly on a lock conflict instead of failing.
+
+A lake (pipelines/warehouse/lake.py) takes writers in parallel and readers at any time; what its
+writers must do instead is re-run a unit of work whose commit lost to another's
+(`lake.retry_conflicts`). Every statement here works on both.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.resources
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +23,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.config import LakeLocation, Warehouse, is_lake, parse_lake_uri
 from pipelines.normalize.timestamps import MILLISECONDS_FROM
+from pipelines.warehouse import lake
 
 
 class WarehouseBusyError(RuntimeError):
@@ -40,13 +48,26 @@ def _is_lock_conflict(exc: Exception) -> bool:
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
 
 
-def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0,
+def connect(warehouse: Warehouse | str, *, read_only: bool = False, wait_seconds: float = 60.0,
             on_wait: Callable[[], None] | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection with the session's time zone and macros; `on_wait` is called once if another
-    process has held the file for a second, so a person knows what the wait is for.
+    """A connection to the warehouse, a DuckDB file or a lake (a LakeLocation, or its URI), with
+    the session's time zone and macros. For a file, `on_wait` is called once if another process
+    has held it for a second, so a person knows what the wait is for; a lake never makes one wait.
 
-    A read-only connection reads this database file and nothing else (see `_lock_for_reading`)."""
-    path = Path(path)
+    A read-only connection reads the warehouse and nothing else (see `_lock_for_reading`)."""
+    if is_lake(warehouse):
+        location = warehouse if isinstance(warehouse, LakeLocation) else parse_lake_uri(str(warehouse))
+        con = duckdb.connect()
+        try:
+            lake.attach(con, location, read_only=read_only)
+            prepare_session(con)
+            if read_only:
+                _lock_for_reading(con, readable=[lake.data_path_of(con)])  # a folder or an s3:// prefix
+        except BaseException:
+            con.close()
+            raise
+        return con
+    path = Path(warehouse)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -80,29 +101,38 @@ def prepare_session(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_macros())
 
 
-def _lock_for_reading(con: duckdb.DuckDBPyConnection) -> None:
-    """Make a read-only connection read its own database file and nothing else, whatever SQL it
-    is given later (`smsledger sql` runs a person's query on it).
+def _lock_for_reading(con: duckdb.DuckDBPyConnection, *, readable: list[str] | tuple[str, ...] = ()) -> None:
+    """Make a read-only connection read its own database file (or attached lake) and nothing else,
+    whatever SQL it is given later (`smsledger sql` runs a person's query on it).
 
     Read-only already refuses writes to this file; without external access DuckDB also refuses
     every other file and URL: COPY TO, ATTACH, EXPORT/IMPORT DATABASE, read_csv/read_text/glob,
     installing or loading extensions. Extensions are never installed or loaded behind the query's
     back (the ones built into the wheel, icu and json among them, still work), and the locked
     configuration cannot be set back. Runs after the time zone and the temporary macros, which
-    stay usable. A catalog to attach (a DuckLake one, say) must be attached before this, with its
-    data path in `allowed_directories`.
+    stay usable. A lake is attached before this (reading it needs external access: the Postgres
+    catalog, the Parquet files), and its data path is given as `readable`: the one folder or
+    prefix left open. That leaves the data path writable by COPY too, so `smsledger sql` also runs
+    reading statements only (pipelines/app/query.py).
 
     DuckDB's progress bar is off: it writes to standard output, into the rows being printed."""
     con.execute("set enable_progress_bar = false")
+    if readable:
+        con.execute(f"set allowed_directories = [{', '.join(_sql_string(path) for path in readable)}]")
     con.execute("set autoinstall_known_extensions = false")
     con.execute("set autoload_known_extensions = false")
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
 
 
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 @contextlib.contextmanager
-def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, read_only=read_only, wait_seconds=wait_seconds)
+def open_warehouse(warehouse: Warehouse | str, *, read_only: bool = False,
+                   wait_seconds: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(warehouse, read_only=read_only, wait_seconds=wait_seconds)
     try:
         if not read_only:
             ensure_schema(con)
@@ -111,12 +141,23 @@ def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: f
         con.close()
 
 
+@lake.retry_conflicts  # two processes opening a new lake at once both create its tables
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     if _lacks_column(con, "raw", "batches", "pull_limit"):
         _rebuild(con, "raw.batches")
-    con.execute(sql_text("ddl/raw"))
+    con.execute(_ddl("ddl/raw", con))
     con.execute(sql_text("ddl/staging"))
     con.execute(sql_text("ddl/marts"))
+
+
+def _ddl(name: str, con: duckdb.DuckDBPyConnection) -> str:
+    """sql/NAME.sql for this warehouse: a lake's tables have no primary keys (DuckLake refuses
+    them); a DuckDB file keeps them, as a check that the writers keep their keys unique."""
+    text = sql_text(name)
+    return _PRIMARY_KEY.sub("", text) if lake.is_lake_connection(con) else text
+
+
+_PRIMARY_KEY = re.compile(r"\s+primary key\b", re.IGNORECASE)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
@@ -141,7 +182,7 @@ def _rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
     before = f"{name}_before_upgrade"
     with transaction(con):
         con.execute(f"alter table {table} rename to {before}")
-        con.execute(sql_text("ddl/raw"))
+        con.execute(_ddl("ddl/raw", con))
         columns = ", ".join(_columns(con, schema, before))
         con.execute(f"insert into {table} ({columns}) select {columns} from {schema}.{before}")
         con.execute(f"drop table {schema}.{before}")
@@ -157,15 +198,32 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -
         con.unregister(name)
 
 
-def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, *, or_replace: bool = False) -> int:
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
     """Insert the rows of `frame` into `table`, matching columns by name (a column order that
-    differs never puts values in the wrong column); `or_replace` replaces rows whose primary key
-    exists. Returns the rows inserted."""
+    differs never puts values in the wrong column). Returns the rows inserted."""
     if frame.is_empty():
         return 0
     names = ", ".join(frame.columns)
     with registered(con, "_insert_frame", frame):
-        con.execute(f"insert {'or replace ' if or_replace else ''}into {table} ({names}) select {names} from _insert_frame")
+        con.execute(f"insert into {table} ({names}) select {names} from _insert_frame")
+    return frame.height
+
+
+def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, key: list[str] | tuple[str, ...]) -> int:
+    """Rows of `frame` into `table` by their `key` columns: a row whose key the table holds has the
+    frame's columns replaced, the others are inserted. The warehouse keeps keys unique by writing
+    through here, not by a primary key, which a lake does not have (so neither `insert or replace`
+    nor `on conflict`): a MERGE works on both. `frame` holds each key once. Returns its rows."""
+    if frame.is_empty():
+        return 0
+    names = frame.columns
+    on = " and ".join(f"t.{column} = s.{column}" for column in key)
+    update = ", ".join(f"{column} = s.{column}" for column in names if column not in key)
+    with registered(con, "_upsert_frame", frame):
+        con.execute(
+            f"merge into {table} t using _upsert_frame s on ({on}) "
+            + (f"when matched then update set {update} " if update else "")
+            + f"when not matched then insert ({', '.join(names)}) values ({', '.join(f's.{c}' for c in names)})")
     return frame.height
 
 

@@ -2,10 +2,12 @@
 object storage, written by several processes at once.
 
 SMSLEDGER_WAREHOUSE=`ducklake:postgres:dbname=... host=... port=... user=...` (libpq key=value
-words) names the catalog, SMSLEDGER_LAKE_DATA_PATH the folder or s3:// URL of its files. The
-password never travels in that string, which is logged and which DuckDB repeats in its errors: it
-comes from PGPASSWORD, a password file (PGPASSFILE, ~/.pgpass) or a service file
-(PGSERVICEFILE, `service=NAME`), which libpq inside the postgres extension reads by itself.
+words) names the catalog, SMSLEDGER_LAKE_DATA_PATH the folder or s3:// URL of its files; both are
+read by pipelines/config.py (`LakeLocation`). The password never travels in that string, which is
+logged and which DuckDB repeats in its errors: it comes from PGPASSWORD, a password file
+(PGPASSFILE, ~/.pgpass) or a service file (PGSERVICEFILE, `service=NAME`), which libpq inside the
+postgres extension reads by itself. Connections are pipelines/warehouse/db.py's `connect`, which
+calls `attach` here for a lake.
 
 The extensions come from PyPI packages built for one DuckDB version each (duckdb-extension-ducklake,
 duckdb-extension-postgres): nothing is downloaded. DuckDB's own INSTALL copies the file of the
@@ -14,18 +16,19 @@ postgres_scanner), which LOAD then finds; a LOAD from the package's path fails f
 whose file name is not its entry point's.
 
 What DuckLake does differently from a DuckDB file (docs/ducklake.md has the evidence): no primary
-keys, so no `insert or replace` / `on conflict` (use `merge into` or delete + insert); and a
+keys, so no `insert or replace` / `on conflict` (db.py's `upsert_frame` merges instead); and a
 transaction that inserts into a table fails at commit when another process committed a delete from
 it meanwhile (and one that deletes, when another inserted), even on another day's slice: such a
-unit of work is re-run whole by `retry_on_conflict`. Appends alone never conflict.
+unit of work is re-run whole (`retry_conflicts`). Appends alone never conflict.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import importlib
+import logging
+import os
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,101 +36,18 @@ from typing import TypeVar
 
 import duckdb
 
-from pipelines.warehouse.db import prepare_session
+from pipelines.config import LakeConfigError, LakeLocation, redact
 
-SCHEME = "ducklake:postgres:"
 CATALOG = "lake"  # the name the lake is attached under; `use lake` makes raw.x, marts.y resolve
 _EXTENSIONS = {"postgres": "duckdb_extension_postgres", "ducklake": "duckdb_extension_ducklake"}
 _OBJECT_STORE_EXTENSION = {"httpfs": "duckdb_extension_httpfs"}  # only for an s3:// data path
+# A conflict re-runs the whole unit of work: 8 tries, waiting 0.05 s doubling up to 2 s (about 5 s
+# of waits in all) with jitter, so writers that collided do not collide again in step.
+CONFLICT_ATTEMPTS = 8
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class LakeConfigError(ValueError):
-    """A warehouse URI or data path that cannot work, as one line naming the variable."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LakeLocation:
-    """Where a lake is: the catalog's libpq connection words (never a password) and the data path
-    (None: the one recorded in the catalog when it was created)."""
-
-    conninfo: str
-    data_path: str | None = None
-
-    def __str__(self) -> str:
-        return SCHEME + self.conninfo
-
-
-def is_lake_uri(value: object) -> bool:
-    return str(value).startswith("ducklake:")
-
-
-# libpq's key=value syntax: a value is a bare word or a single-quoted string with \' and \\.
-_WORD = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)")
-
-
-def parse_conninfo(conninfo: str) -> dict[str, str]:
-    """The keys and values of libpq key=value connection words (values unquoted)."""
-    words: dict[str, str] = {}
-    position = 0
-    while position < len(conninfo.rstrip()):
-        match = _WORD.match(conninfo, position)
-        if match is None:
-            # Only the keys read so far are named: the unreadable rest may hold a secret.
-            after = f"after {', '.join(words)} " if words else ""
-            raise LakeConfigError(
-                f"SMSLEDGER_WAREHOUSE: cannot read the connection words {after}(character {position + 1} after "
-                f"{SCHEME!r}): expected key=value words, e.g. {SCHEME}dbname=smsledger host=db.internal port=5432 user=smsledger")
-        key, value = match.group(1).lower(), match.group(2)
-        if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        words[key] = value
-        position = match.end()
-    return words
-
-
-def parse_lake_uri(uri: str, data_path: str | Path | None = None) -> LakeLocation:
-    """A LakeLocation from SMSLEDGER_WAREHOUSE and SMSLEDGER_LAKE_DATA_PATH; one-line errors that
-    never repeat a password."""
-    if not uri.startswith(SCHEME):
-        raise LakeConfigError(
-            f"SMSLEDGER_WAREHOUSE: a lake is named {SCHEME}dbname=... host=... port=... user=... "
-            f"(a catalog in Postgres), not {redact(uri)!r}")
-    conninfo = uri[len(SCHEME):].strip()
-    if conninfo.startswith(("postgres://", "postgresql://")):
-        raise LakeConfigError(
-            "SMSLEDGER_WAREHOUSE: give the catalog as libpq key=value words (dbname=... host=... user=...), not a URL")
-    words = parse_conninfo(conninfo)
-    if "password" in words:
-        raise LakeConfigError(
-            "SMSLEDGER_WAREHOUSE must not carry the password (it is logged and repeated in errors): "
-            "set PGPASSWORD, or use a password file (PGPASSFILE) or a service file (PGSERVICEFILE with service=NAME)")
-    if "dbname" not in words and "service" not in words:
-        raise LakeConfigError("SMSLEDGER_WAREHOUSE: name the catalog's database with dbname=... (or a service=...)")
-    return LakeLocation(conninfo, _data_path(data_path))
-
-
-def _data_path(value: str | Path | None) -> str | None:
-    """An absolute folder or an object-store URL, ending in '/' (DuckLake appends file names)."""
-    if value is None or str(value).strip() == "":
-        return None
-    text = str(value).strip()
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text):
-        if not text.startswith(("s3://", "gs://", "gcs://", "r2://", "az://", "abfss://")):
-            raise LakeConfigError(f"SMSLEDGER_LAKE_DATA_PATH: {text!r} is neither a folder nor an object-storage URL (s3://...)")
-        return text.rstrip("/") + "/"
-    return str(Path(text).expanduser().resolve()) + "/"
-
-
-_SECRET = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """`text` with any password=... word or user:password@ of a URL masked: DuckDB repeats the
-    whole connection string in its errors."""
-    return _URL_PASSWORD.sub(r"\1***@", _SECRET.sub(r"\1***", text))
 
 
 def _sql_string(text: str) -> str:
@@ -159,44 +79,32 @@ def load_extensions(con: duckdb.DuckDBPyConnection, *, object_store: bool = Fals
         con.execute(f"load {name}")
 
 
-def connect(location: LakeLocation, *, read_only: bool = False,
-            object_store: Mapping[str, str | bool] | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection with the lake attached as `lake` and in use (so raw.x, staging.y, marts.z
-    resolve to it), the session set up like a DuckDB file's (UTC, the macros of sql/ddl/macros.sql).
-
-    `object_store`: for an s3:// data path, the options of a DuckDB S3 secret (key_id, secret,
-    region, endpoint, url_style, use_ssl, session_token), kept in this session only.
-
-    Read-only: the lake is attached READ_ONLY (its Postgres catalog too), then every other file,
-    database and extension is locked away: only the data path stays readable. The data path itself
-    stays writable by COPY: `smsledger sql` must run only reading statements (its own check)."""
-    con = duckdb.connect()
+def attach(con: duckdb.DuckDBPyConnection, location: LakeLocation, *, read_only: bool = False) -> None:
+    """Attach the lake to `con` as `lake` and make it the default catalog (so raw.x, staging.y,
+    marts.z resolve to it). Read-only attaches its Postgres catalog read-only too. For an s3://
+    data path, httpfs is loaded and the object store's credentials become a secret of this
+    session only. Errors are one line without a password (`LakeConfigError`)."""
+    con.execute("set enable_progress_bar = false")  # DuckLake commits would draw one on stdout
+    if "HOME" not in os.environ and not con.execute("select current_setting('extension_directory')").fetchone()[0]:
+        # DuckDB keeps installed extensions under $HOME/.duckdb: a service account may have none.
+        con.execute(f"set extension_directory = {_sql_string(str(Path.cwd() / '.duckdb' / 'extensions'))}")
+    remote = location.object_store is not None or (location.data_path or "").startswith("s3://")
+    load_extensions(con, object_store=remote)
+    if location.object_store is not None:
+        _create_object_store_secret(con, location.object_store.secret_options())
+    options = ["read_only"] if read_only else []
+    if location.data_path is not None and not read_only:
+        # The catalog records the data path on creation and refuses another one later: readers
+        # take the recorded one, so a reader's setting can never disagree with it.
+        options.append(f"data_path {_sql_string(location.data_path)}")
+    statement = f"attach {_sql_string(str(location))} as {CATALOG}"
+    if options:
+        statement += f" ({', '.join(options)})"
     try:
-        con.execute("set enable_progress_bar = false")  # DuckLake commits would draw one on stdout
-        remote = location.data_path is not None and "://" in location.data_path
-        load_extensions(con, object_store=remote or object_store is not None)
-        if object_store is not None:
-            _create_object_store_secret(con, object_store)
-        options = ["read_only"] if read_only else []
-        if location.data_path is not None and not read_only:
-            # The catalog records the data path on creation and refuses another one later: readers
-            # take the recorded one, so a reader's setting can never disagree with it.
-            options.append(f"data_path {_sql_string(location.data_path)}")
-        attach = f"attach {_sql_string(str(location))} as {CATALOG}"
-        if options:
-            attach += f" ({', '.join(options)})"
-        try:
-            con.execute(attach)
-        except duckdb.Error as exc:
-            raise LakeConfigError(f"cannot open the lake {location}: {_one_line(exc)}") from None
-        con.execute(f"use {CATALOG}")
-        prepare_session(con)
-        if read_only:
-            _lock_down(con)
-    except BaseException:
-        con.close()
-        raise
-    return con
+        con.execute(statement)
+    except duckdb.Error as exc:
+        raise LakeConfigError(f"cannot open the lake {location}: {one_line(exc)}") from None
+    con.execute(f"use {CATALOG}")
 
 
 _SECRET_OPTIONS = {"key_id", "secret", "region", "endpoint", "url_style", "use_ssl", "session_token"}
@@ -215,23 +123,20 @@ def _create_object_store_secret(con: duckdb.DuckDBPyConnection, options: Mapping
         raise LakeConfigError(f"the object-store options were refused by DuckDB ({type(exc).__name__})") from None
 
 
+def is_lake_connection(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection's default catalog is a lake."""
+    return con.execute("select type = 'ducklake' from duckdb_databases() "
+                       "where database_name = current_database()").fetchone()[0]
+
+
 def data_path_of(con: duckdb.DuckDBPyConnection) -> str:
     """The data path recorded in the attached lake's catalog."""
     (path,) = con.execute(f"select value from {CATALOG}.options() where option_name = 'data_path'").fetchone()
     return path
 
 
-def _lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    """Reading the lake needs DuckDB's external access (the Postgres catalog, the Parquet files);
-    once attached, every other file, ATTACH, COPY TO and extension load is refused, and the
-    settings are locked so a query cannot turn them back on."""
-    con.execute(f"set allowed_directories = [{_sql_string(data_path_of(con))}]")  # a folder or an s3:// prefix
-    con.execute("set enable_external_access = false")
-    con.execute("set autoload_known_extensions = false")
-    con.execute("set lock_configuration = true")
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """A DuckDB error as one line, any password masked."""
     return redact(" ".join(str(exc).split()))
 
 
@@ -252,7 +157,7 @@ def is_commit_conflict(exc: BaseException) -> bool:
 def retry_on_conflict(
     work: Callable[[], T],
     *,
-    attempts: int = 8,
+    attempts: int = CONFLICT_ATTEMPTS,
     first_delay: float = 0.05,
     max_delay: float = 2.0,
     on_retry: Callable[[int, BaseException], None] | None = None,
@@ -260,7 +165,8 @@ def retry_on_conflict(
     """Run `work` (a whole transaction: its reads too, since what it read may have changed) until
     it commits without a conflict, at most `attempts` times, waiting a jittered, doubling delay
     between tries so that writers that collided do not collide again. Other errors, and the last
-    conflict, are raised as they are."""
+    conflict, are raised as they are. On a DuckDB file nothing raises a DuckLake conflict: `work`
+    runs once."""
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
@@ -273,3 +179,19 @@ def retry_on_conflict(
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")
+
+
+def retry_conflicts(unit: Callable[..., T]) -> Callable[..., T]:
+    """`unit` (a function that does one whole unit of work on the connection it is given: it reads,
+    then writes in one transaction) re-run from the start when its commit loses to another
+    writer's, by `retry_on_conflict`; each retry is logged (the run's logs, in Dagster)."""
+
+    @functools.wraps(unit)
+    def run(*args, **kwargs):
+        def logged(attempt: int, exc: BaseException) -> None:
+            log.info(f"{unit.__qualname__}: the commit lost to another writer's ({one_line(exc)[:160]}); "
+                     f"running it again (try {attempt + 1} of {CONFLICT_ATTEMPTS})")
+
+        return retry_on_conflict(lambda: unit(*args, **kwargs), on_retry=logged)
+
+    return run

@@ -25,6 +25,7 @@ from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.tencent import actions as A
 from pipelines.tencent.envelope import read_envelope
 from pipelines.tencent.errors import TransportError
+from pipelines.warehouse import lake
 from pipelines.warehouse.db import insert_frame, registered, sql_text, transaction
 from pipelines import progress
 from pipelines.spool import INDETERMINATE, Spool, SpoolFile
@@ -114,6 +115,7 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
     return report
 
 
+@lake.retry_conflicts
 def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile], *,
                provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
     """Load a group of spool files in one transaction, then remove them."""

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import duckdb
 
+from pipelines.warehouse import lake
 from pipelines.warehouse.db import sql_text, transaction
 from pipelines.days import DayRange
 
@@ -32,6 +33,7 @@ MARTS = {
 }
 
 
+@lake.retry_conflicts
 def rebuild(con: duckdb.DuckDBPyConnection, table: str, days: DayRange, **params: object) -> int:
     """Replace the days' rows of a mart; returns the rows written. The SQL file gets the slice's
     bounds ($first_day/$last_day, or $start/$end for an hourly mart) and `params`."""

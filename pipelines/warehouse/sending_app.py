@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import glob
 import io
 import os
@@ -25,7 +26,8 @@ import duckdb
 import orjson
 import polars as pl
 
-from pipelines.warehouse.db import insert_frame, transaction
+from pipelines.warehouse import lake
+from pipelines.warehouse.db import insert_frame, transaction, upsert_frame
 
 Kind = Literal["sends", "conversions"]
 
@@ -180,6 +182,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, recorded: 
         )
 
 
+@lake.retry_conflicts
 def _record_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, cause: str) -> None:
     """Put the failure in raw.quarantine, replacing an earlier one for the file. Rows loaded
     from an earlier readable version stay, and raw.source_files still describes that version,
@@ -192,6 +195,7 @@ def _record_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, ca
         )
 
 
+@lake.retry_conflicts
 def _replace_file_rows(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result, parsed: _ParsedFile) -> None:
     table = TABLES[kind]
     columns = [column for column, _ in FIELDS[kind].values()]
@@ -203,13 +207,12 @@ def _replace_file_rows(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, st
         con.execute("delete from raw.quarantine where source = ? and batch_id = ?", [kind, path])
         insert_frame(con, table, parsed.good.select(*columns, "source_row", source_file=pl.lit(path)))
         insert_frame(con, "raw.quarantine", bad)
-        con.execute(
-            "insert into raw.source_files (source_file, kind, size_bytes, mtime_ns, rows, quarantined) "
-            "values (?, ?, ?, ?, ?, ?) on conflict (source_file) do update set kind = excluded.kind, "
-            "size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, rows = excluded.rows, "
-            "quarantined = excluded.quarantined, loaded_at = now()",
-            [path, kind, stat.st_size, stat.st_mtime_ns, parsed.good.height, len(parsed.bad)],
-        )
+        upsert_frame(con, "raw.source_files", pl.DataFrame(
+            [(path, kind, stat.st_size, stat.st_mtime_ns, parsed.good.height, len(parsed.bad),
+              dt.datetime.now(dt.UTC))],
+            schema={"source_file": pl.String, "kind": pl.String, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
+                    "rows": pl.Int32, "quarantined": pl.Int32, "loaded_at": pl.Datetime("us", "UTC")},
+            orient="row"), key=["source_file"])
 
 
 def parse_file(kind: Kind, path: str, handle: IO[bytes]) -> _ParsedFile:

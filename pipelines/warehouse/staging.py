@@ -16,6 +16,7 @@ import polars as pl
 from pipelines.days import DayRange
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
+from pipelines.warehouse import lake
 from pipelines.warehouse.db import insert_frame, registered, sql_text, transaction
 
 
@@ -49,6 +50,7 @@ def _phones(frame: pl.DataFrame) -> pl.DataFrame:
     return out.drop([c for c in ("country_code_raw",) if c in out.columns])
 
 
+@lake.retry_conflicts
 def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
     """Rewrite staging.sends, staging.receipts and staging.conversions for the days."""
     report = StagingReport()
@@ -131,6 +133,7 @@ def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, 
     insert_frame(con, table, frame)
 
 
+@lake.retry_conflicts
 def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
     """Rewrite staging.replies for the days (a reply belongs to the day it was sent)."""
     report = StagingReport()

@@ -1,4 +1,7 @@
 -- Raw layer: every record as received, with where it came from. Idempotent DDL.
+-- A lake gets these tables without their primary keys, which DuckLake does not have
+-- (pipelines/warehouse/db.py's ensure_schema). The writers keep the keys unique on both: the
+-- loader's ledger, and upserts by MERGE (db.upsert_frame), never `insert or replace`.
 create schema if not exists raw;
 create schema if not exists staging;
 create schema if not exists marts;

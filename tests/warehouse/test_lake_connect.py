@@ -9,8 +9,9 @@ import duckdb
 import pytest
 import postgres_support
 
+from pipelines.config import ConfigError, LakeConfigError, LakeLocation, Settings, parse_conninfo, parse_lake_uri, redact
 from pipelines.warehouse import lake
-from pipelines.warehouse.lake import LakeConfigError, LakeLocation, parse_lake_uri, redact
+from pipelines.warehouse.db import connect
 
 # The fixtures of tests/postgres_support.py, visible to this module's tests.
 lake_location = postgres_support.lake_location
@@ -26,7 +27,7 @@ def test_a_lake_uri_is_read_into_conninfo_and_an_absolute_data_path(tmp_path, mo
     assert str(location) == "ducklake:postgres:dbname=smsledger host=db.internal port=5432 user=etl"
     assert parse_lake_uri("ducklake:postgres:service=lake", "s3://bucket/smsledger").data_path == "s3://bucket/smsledger/"
     assert parse_lake_uri("ducklake:postgres:dbname='my lake' user=etl").data_path is None
-    assert lake.parse_conninfo(r"dbname='it\'s' host=h") == {"dbname": "it's", "host": "h"}
+    assert parse_conninfo(r"dbname='it\'s' host=h") == {"dbname": "it's", "host": "h"}
 
 
 @pytest.mark.parametrize("uri, cause", [
@@ -51,7 +52,7 @@ def test_redact_masks_passwords_in_conninfo_and_urls():
 
 
 def test_a_lake_connection_has_the_warehouse_session_and_keeps_rows_across_connections(lake_location):
-    con = lake.connect(lake_location)
+    con = connect(lake_location)
     try:
         assert con.execute("select current_database()").fetchone() == ("lake",)
         # the macros of sql/ddl/macros.sql and UTC, as on a DuckDB file
@@ -62,7 +63,7 @@ def test_a_lake_connection_has_the_warehouse_session_and_keeps_rows_across_conne
         assert lake.data_path_of(con) == lake_location.data_path
     finally:
         con.close()
-    again = lake.connect(LakeLocation(lake_location.conninfo))  # the data path recorded in the catalog
+    again = connect(LakeLocation(lake_location.conninfo))  # the data path recorded in the catalog
     try:
         day, n, a, loaded_at = again.execute("select day, n, extra->>'a', loaded_at from raw.t").fetchone()
         assert (day, n, a) == (dt.date(2026, 1, 5), 1, "1")
@@ -74,22 +75,22 @@ def test_a_lake_connection_has_the_warehouse_session_and_keeps_rows_across_conne
 
 
 def test_another_data_path_for_an_existing_lake_is_refused_in_one_line(lake_location, tmp_path):
-    lake.connect(lake_location).close()
+    connect(lake_location).close()
     with pytest.raises(LakeConfigError) as caught:
-        lake.connect(LakeLocation(lake_location.conninfo, str(tmp_path / "elsewhere") + "/"))
+        connect(LakeLocation(lake_location.conninfo, str(tmp_path / "elsewhere") + "/"))
     assert "does not match existing data path" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_wrong_password_is_one_line_that_shows_no_password(lake_location, monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "Wrong-Hunter2-pw")
     with pytest.raises(LakeConfigError) as caught:
-        lake.connect(lake_location)
+        connect(lake_location)
     message = str(caught.value)
     assert 'password authentication failed for user "smsledger"' in message
     assert "Hunter2" not in message and "\n" not in message
     monkeypatch.delenv("PGPASSWORD")
     with pytest.raises(LakeConfigError, match="no password supplied"):
-        lake.connect(lake_location)
+        connect(lake_location)
 
 
 def test_the_password_comes_from_a_service_file(lake_location, postgres, tmp_path, monkeypatch):
@@ -101,7 +102,7 @@ def test_the_password_comes_from_a_service_file(lake_location, postgres, tmp_pat
     monkeypatch.delenv("PGPASSWORD")
     monkeypatch.setenv("PGSERVICEFILE", str(service))
     location = parse_lake_uri("ducklake:postgres:service=smsledger_lake", lake_location.data_path)
-    con = lake.connect(location)
+    con = connect(location)
     try:
         con.execute("create table main.t as select 42 as answer")
         assert con.execute("select answer from main.t").fetchone() == (42,)
@@ -112,7 +113,7 @@ def test_the_password_comes_from_a_service_file(lake_location, postgres, tmp_pat
 
 
 def test_read_only_reads_the_lake_and_nothing_else(lake_location, tmp_path):
-    writer = lake.connect(lake_location)
+    writer = connect(lake_location)
     writer.execute("create schema marts")
     writer.execute("create table marts.delivery_daily as select date '2026-01-05' + i::int as day, i as delivered from range(10) r(i)")
     # a writer in the middle of a transaction does not block the reader, who sees the last commit
@@ -120,7 +121,7 @@ def test_read_only_reads_the_lake_and_nothing_else(lake_location, tmp_path):
     writer.execute("delete from marts.delivery_daily where day = date '2026-01-05'")
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text("not for queries\n")
-    reader = lake.connect(LakeLocation(lake_location.conninfo), read_only=True)
+    reader = connect(LakeLocation(lake_location.conninfo), read_only=True)
     try:
         assert reader.execute("select count(*), sum(delivered) from marts.delivery_daily").fetchone() == (10, 45)
         refused = {

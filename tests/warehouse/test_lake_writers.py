@@ -14,7 +14,7 @@ import pytest
 import postgres_support
 
 from pipelines.warehouse import lake
-from pipelines.warehouse.db import transaction
+from pipelines.warehouse.db import connect, transaction
 
 ROWS_PER_DAY = 1000
 DAY0 = dt.date(2026, 1, 1)
@@ -34,7 +34,7 @@ def _rewrite_day(con: duckdb.DuckDBPyConnection, day: dt.date, version: int) -> 
 
 @pytest.fixture
 def daily(lake_location):
-    con = lake.connect(lake_location)
+    con = connect(lake_location)
     con.execute("create schema marts")
     con.execute("create table marts.daily (day date not null, n bigint, version integer)")
     for i in range(4):
@@ -44,7 +44,7 @@ def daily(lake_location):
 
 
 def test_rewriting_another_day_of_the_same_table_conflicts_and_the_retry_lands_it(daily, lake_location):
-    other = lake.connect(lake_location)
+    other = connect(lake_location)
     try:
         # Appends of two writers to the same table both land (DuckLake retries the catalog race).
         daily.execute("begin")
@@ -127,11 +127,12 @@ def test_retry_on_conflict_gives_up_after_its_attempts_and_passes_other_errors(d
 
 WRITER = r"""
 import datetime as dt, sys, time
+from pipelines.config import LakeLocation
 from pipelines.warehouse import lake
-from pipelines.warehouse.db import transaction
+from pipelines.warehouse.db import connect, transaction
 
 conninfo, data_path, first_day, days, rounds, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-con = lake.connect(lake.LakeLocation(conninfo, data_path))
+con = connect(LakeLocation(conninfo, data_path))
 retries = 0
 
 def rewrite(day, version):

@@ -29,14 +29,16 @@ import polars as pl
 
 from pipelines.warehouse.db import registered, transaction
 from pipelines.warehouse.sending_app_parse import (
-    RAW_COLUMNS, Chunk, Kind, ReadEnd, ReadRequest, ReadStart, UnreadableFile, file_format, record_key,
+    RAW_COLUMNS, Chunk, Kind, ReadEnd, ReadRequest, ReadStart, UnreadableFile, file_format, record_keys,
 )
 from pipelines.warehouse.sending_app_reader import ParserDied, ParserProcess
 
 TABLES = {"sends": "raw.sends", "conversions": "raw.conversions"}
 
-BLOCK_BYTES = 32 << 20  # of a text file, parsed and inserted at once (whole records are added to reach a line end)
+BLOCK_BYTES = 32 << 20  # of a text file, parsed at once (whole records are added to reach a line end)
 CHUNK_ROWS = 100_000  # of a Parquet file, likewise
+ROW_GROUP_ROWS = 122_880  # DuckDB's
+INSERT_ROWS = 2 * ROW_GROUP_ROWS  # rows wait for an insert until there are this many, or the read ends
 # A file written to within this many seconds may end in a line still being written: that line
 # waits for its line end, or for the file to be left alone this long.
 SETTLE_SECONDS = 5.0
@@ -72,18 +74,6 @@ class _Recorded:
     read_bytes: int | None
     records: int | None
     fingerprint: str | None
-
-
-@dataclasses.dataclass
-class _FileRead:
-    """One file's read in this call."""
-
-    path: str
-    stat: os.stat_result
-    records: int = 0
-    bad: int = 0
-    first_bad: tuple[int, str] | None = None
-    loaded_through: int = 0  # records before the last chunk inserted end
 
 
 def load_source_files(con: duckdb.DuckDBPyConnection, kind: Kind, pattern: str | None) -> SourceReport:
@@ -139,30 +129,30 @@ def _load_file(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, recorded: 
         stat = os.stat(path)
         request = _request(kind, path, stat, recorded)
     except (OSError, UnreadableFile) as exc:
-        _report_unreadable(con, kind, path, exc, None, report)
+        _report_unreadable(con, kind, path, exc, 0, report)
         return
     if request is None:
         report.unchanged_files += 1
         return
-    read = _FileRead(path, stat)
+    load = _FileLoad(con, kind, path, stat, report)
     try:
         for event in parser.read(request):
             if isinstance(event, ReadStart):
-                read.loaded_through = event.records_before
+                load.loaded_through = event.records_before
             elif isinstance(event, Chunk):
-                new_rows, new_bad = _insert_chunk(con, kind, path, stat, event)
-                _count(read, report, event, new_rows, new_bad)
+                load.add(event)
             else:
-                _finish(con, kind, path, stat, event)
+                load.finish(event)
     except (UnreadableFile, ParserDied) as exc:
-        _report_unreadable(con, kind, path, exc, read, report)
+        load.finish(None)  # the chunks that came are whole: they load
+        _report_unreadable(con, kind, path, exc, load.loaded_through, report)
         return
     report.loaded_files += 1
-    if read.first_bad is not None:
-        row, reason = read.first_bad
+    if load.first_bad is not None:
+        row, reason = load.first_bad
         report.problems.append(
             f"{path}: malformed rows quarantined, the others loaded "
-            f"({read.bad} bad rows of {read.records}; first at row {row}: {reason})"
+            f"({load.bad} bad rows of {load.records}; first at row {row}: {reason})"
         )
 
 
@@ -182,28 +172,86 @@ def _request(kind: Kind, path: str, stat: os.stat_result, recorded: _Recorded | 
     return request
 
 
-def _insert_chunk(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result,
-                  chunk: Chunk) -> tuple[int, int]:
-    """Insert the chunk's records whose key the table does not hold yet, its rejected records
-    not quarantined before, and the file's progress, in one transaction; returns how many rows
-    and quarantine rows were new."""
-    table = TABLES[kind]
-    incoming = chunk.good.with_columns(source_file=pl.lit(path))
-    names = ", ".join(incoming.columns)
-    bad = pl.DataFrame(
-        chunk.bad, schema={"record_index": pl.Int32, "reason": pl.String, "payload": pl.String}, orient="row"
-    ).with_columns(source=pl.lit(kind), batch_id=pl.lit(path))
-    with transaction(con):
-        new_rows = 0
-        if incoming.height:
-            with registered(con, "_incoming", incoming):
-                new_rows = con.execute(
-                    f"insert into {table} ({names}) select {names} from _incoming anti join {table} t using (record_key) "
-                    "order by source_row"
-                ).fetchone()[0]
-        new_bad = _quarantine_new(con, bad) if bad.height else 0
-        _record_progress(con, kind, path, stat, chunk.consumed, chunk.next_record, chunk.fingerprint, new_rows, new_bad)
-    return new_rows, new_bad
+class _FileLoad:
+    """The chunks of one file's read on their way into the warehouse. Rows wait until whole
+    DuckDB row groups can be inserted: an insert that ends in a part of a row group makes every
+    later commit rewrite it, which doubled the cost of loading. Each insert is one transaction,
+    with the rejected records and the progress of the chunks it completes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result,
+                 report: SourceReport):
+        self.con, self.kind, self.path, self.stat, self.report = con, kind, path, stat, report
+        self.pending: list[pl.DataFrame] = []
+        self.waiting: list[tuple[Chunk, int]] = []  # chunks not wholly inserted, and the pending rows through each
+        self.records = self.bad = 0
+        self.first_bad: tuple[int, str] | None = None
+        self.loaded_through = 0  # the records before the end of the last chunk inserted
+
+    def add(self, chunk: Chunk) -> None:
+        self.pending.append(chunk.good)
+        pending_rows = sum(frame.height for frame in self.pending)
+        self.waiting.append((chunk, pending_rows))
+        self.records += chunk.records
+        self.bad += len(chunk.bad)
+        if self.first_bad is None and chunk.bad:
+            self.first_bad = chunk.bad[0][:2]
+        self.report.records += chunk.records
+        if pending_rows >= INSERT_ROWS:
+            self._insert(pending_rows - pending_rows % ROW_GROUP_ROWS, None)
+
+    def finish(self, end: ReadEnd | None) -> None:
+        """Insert all that waits; `end` is where the read ended (None after a failure: then the
+        progress is that of the last chunk that came)."""
+        self._insert(sum(frame.height for frame in self.pending), end)
+
+    def _insert(self, rows: int, end: ReadEnd | None) -> None:
+        pending = pl.concat(self.pending) if self.pending else None
+        done = [chunk for chunk, through in self.waiting if through <= rows]
+        self.waiting = [(chunk, through - rows) for chunk, through in self.waiting if through > rows]
+        rest = pending.slice(rows) if pending is not None else None
+        self.pending = [rest] if rest is not None and rest.height else []
+        bad = pl.DataFrame(
+            [entry for chunk in done for entry in chunk.bad],
+            schema={"record_index": pl.Int32, "reason": pl.String, "payload": pl.String}, orient="row",
+        ).with_columns(source=pl.lit(self.kind), batch_id=pl.lit(self.path))
+        progress = end or (done[-1] if done else None)
+        new_rows = new_bad = 0
+        with transaction(self.con):
+            if pending is not None and rows:
+                inserted = pending.head(rows)
+                first = inserted.filter(pl.col("record_key").is_first_distinct())
+                new_rows = _insert_new(self.con, TABLES[self.kind], first, self.path)
+                self.report.duplicates += inserted.height - new_rows
+            if bad.height:
+                new_bad = _quarantine_new(self.con, bad)
+            if progress is not None:
+                _record_progress(self.con, self.kind, self.path, self.stat, progress.consumed, progress.next_record,
+                                 progress.fingerprint, new_rows, new_bad)
+            if end is not None:
+                self.con.execute("delete from raw.quarantine where source = ? and batch_id = ? and record_index = -1",
+                                 [self.kind, self.path])
+        self.report.rows += new_rows
+        self.report.quarantined += new_bad
+        if done:
+            self.loaded_through = done[-1].next_record
+
+
+def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, path: str) -> int:
+    """Insert the rows (of distinct keys) whose key the table does not hold yet; returns how many.
+    The keys already there are looked up first, and the others inserted by a plain insert:
+    inserting straight from an anti-join cost half again as much. (Not db.insert_frame: the file's
+    name goes in as one constant rather than a column of a million copies.)"""
+    names = ", ".join(frame.columns)
+    with registered(con, "_incoming", frame):
+        existing = {key for (key,) in con.execute(
+            f"select i.record_key from _incoming i join {table} t using (record_key)").fetchall()}
+        if len(existing) < frame.height:
+            con.execute(
+                f"insert into {table} ({names}, source_file) select {names}, $path from _incoming"
+                + (" where record_key not in (select unnest($existing))" if existing else ""),
+                {"path": path, **({"existing": list(existing)} if existing else {})},
+            )
+    return frame.height - len(existing)
 
 
 def _quarantine_new(con: duckdb.DuckDBPyConnection, bad: pl.DataFrame) -> int:
@@ -233,26 +281,7 @@ def _record_progress(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat
     )
 
 
-def _finish(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result, end: ReadEnd) -> None:
-    """The file read to where it could be: its progress, and no note that it cannot be read."""
-    with transaction(con):
-        con.execute("delete from raw.quarantine where source = ? and batch_id = ? and record_index = -1", [kind, path])
-        _record_progress(con, kind, path, stat, end.consumed, end.next_record, end.fingerprint, 0, 0)
-
-
-def _count(read: _FileRead, report: SourceReport, chunk: Chunk, new_rows: int, new_bad: int) -> None:
-    read.records += chunk.records
-    read.bad += len(chunk.bad)
-    if read.first_bad is None and chunk.bad:
-        read.first_bad = chunk.bad[0][:2]
-    read.loaded_through = chunk.next_record
-    report.records += chunk.records
-    report.rows += new_rows
-    report.duplicates += chunk.repeated + chunk.good.height - new_rows
-    report.quarantined += new_bad
-
-
-def _report_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, exc: Exception, read: _FileRead | None,
+def _report_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, exc: Exception, loaded_through: int,
                        report: SourceReport) -> None:
     """One problem line, and one quarantine row per file (replacing an earlier one). Rows loaded
     before stay, and raw.source_files still says how far the file was read, so it is tried again
@@ -265,8 +294,8 @@ def _report_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, ex
             [kind, f"file cannot be read: {cause}", path],
         )
     report.quarantined += 1
-    if read is not None and read.loaded_through > 0:
-        report.problems.append(f"{path}: cannot be read past record {read.loaded_through}, the records before it "
+    if loaded_through > 0:
+        report.problems.append(f"{path}: cannot be read past record {loaded_through}, the records before it "
                                f"loaded ({cause})")
     else:
         report.problems.append(f"{path}: cannot be read, nothing loaded from it ({cause})")
@@ -281,6 +310,6 @@ def _key_rows_loaded_before_keys(con: duckdb.DuckDBPyConnection, kind: Kind) -> 
         rows = con.execute(f"select rowid as _rowid, {columns} from {table} where record_key is null limit {CHUNK_ROWS}").pl()
         if rows.is_empty():
             return
-        keys = rows.select("_rowid", record_key=record_key(kind))
+        keys = pl.DataFrame([rows.get_column("_rowid"), record_keys(kind, rows)])
         with transaction(con), registered(con, "_keys", keys):
             con.execute(f"update {table} set record_key = _keys.record_key from _keys where {table}.rowid = _keys._rowid")

@@ -119,8 +119,8 @@ class ReadEnd:
 
 @dataclasses.dataclass
 class Chunk:
-    """The records of one block. `good`: typed raw columns, `source_row` and `record_key`, the
-    first record of each key only (`repeated` counts the others); `bad`: (row, reason, payload).
+    """The records of one block. `good`: typed raw columns, `source_row` and `record_key`;
+    `bad`: (row, reason, payload).
     `consumed` is the file position after the block's last record (0 until a Parquet file is
     read to its end: it cannot be read on from the middle), `next_record` the number the next
     record gets, and `fingerprint` that of the bytes before `consumed`."""
@@ -128,7 +128,6 @@ class Chunk:
     good: pl.DataFrame
     bad: list[tuple[int, str, str]]
     records: int
-    repeated: int
     consumed: int
     next_record: int
     fingerprint: str | None
@@ -212,27 +211,28 @@ def _chunk(kind: Kind, records: _Records, base: int, consumed: int, fingerprint:
     good, rejected = _validate(kind, records.frame, records.wrong_types)
     rows, reasons = rejected.get_column("source_row").to_list(), rejected.get_column("_reason").to_list()
     bad = sorted(records.rejected + list(zip(rows, reasons, records.payloads(rows) if rows else [])))
-    keyed = good.with_columns(record_key=record_key(kind))
-    first = keyed.unique(subset="record_key", keep="first", maintain_order=True)
     count = records.frame.height + len(records.rejected)
-    return Chunk(first, bad, count, keyed.height - first.height, consumed, base + count, fingerprint)
+    return Chunk(good.with_columns(record_keys(kind, good)), bad, count, consumed, base + count, fingerprint)
 
 
-def record_key(kind: Kind) -> pl.Expr:
-    """The key of a record in its raw table. A send with a SerialNo: its SerialNo and number; a
-    failed send without one: its whole content; a conversion: SerialNo and ConversionTime. The
-    values are joined with '|' after escaping '\\' and '|' in them, so different values cannot
-    make the same key; a missing value is empty text."""
+def record_keys(kind: Kind, rows: pl.DataFrame) -> pl.Series:
+    """The key of each row (raw columns) in its raw table. A send with a SerialNo: its SerialNo
+    and number; a failed send without one: its whole content; a conversion: SerialNo and
+    ConversionTime. The values are joined with '|' after escaping '\\' and '|' in them, so
+    different values cannot make the same key; a missing value is empty text."""
 
-    def part(column: str) -> pl.Expr:
-        text = pl.col(column).cast(pl.String).fill_null("")
-        return text.str.replace_all("\\", "\\\\", literal=True).str.replace_all("|", "\\|", literal=True)
+    def joined(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
+        parts = [pl.col(column).cast(pl.String).fill_null("").str.replace_all("\\", "\\\\", literal=True)
+                 .str.replace_all("|", "\\|", literal=True) for column in columns]
+        return frame.select(pl.concat_str(parts, separator="|")).to_series().alias("record_key")
 
     if kind == "conversions":
-        return pl.concat_str([part("serial_no"), part("conversion_time")], separator="|")
-    has_serial = pl.col("serial_no").str.strip_chars().fill_null("") != ""
-    return (pl.when(has_serial).then(pl.concat_str([part("serial_no"), part("phone_number")], separator="|"))
-            .otherwise(pl.concat_str([part(column) for column in RAW_COLUMNS["sends"]], separator="|")))
+        return joined(rows, ["serial_no", "conversion_time"])
+    keys = joined(rows, ["serial_no", "phone_number"])
+    without_serial = rows.get_column("serial_no").str.strip_chars().fill_null("") == ""
+    if without_serial.any():  # few rows: their content is joined for them only
+        keys = keys.scatter(without_serial.arg_true(), joined(rows.filter(without_serial), RAW_COLUMNS["sends"]))
+    return keys
 
 
 # -- Text files: blocks of whole records ---------------------------------------------------------
@@ -382,40 +382,30 @@ def _json_lines_one_by_one(fields: list[str], lines: list[bytes], base: int) -> 
     return pl.concat(frames), rejected
 
 
-@dataclasses.dataclass(frozen=True)
-class _TypeCheck:
-    """Which lines may hold a text field of another JSON type: the field's name followed by a
+def _suspect_pattern(kind: Kind) -> str:
+    """Where a line may hold a text field of another JSON type: the field's name followed by a
     value that is neither a string nor null, or any name written with a \\u escape (which polars
-    would match to a field). Only those lines are parsed again to look."""
-
-    text_fields: tuple[str, ...]
-    suspect: re.Pattern[bytes]
-
-
-def _type_check(kind: Kind) -> _TypeCheck:
-    names = tuple(field for field, (_, dtype) in FIELDS[kind].items() if dtype == TEXT)
-    pattern = rb'"(?:' + b"|".join(re.escape(n.encode()) for n in names) + rb')"[ \t\r]*:[ \t\r]*[^"n \t\r]'
-    return _TypeCheck(names, re.compile(pattern + rb'|"[^"\n]*\\u[^"\n]*"[ \t\r]*:'))
+    would match to a field). Only the lines it finds are parsed again, to look."""
+    names = "|".join(field for field, (_, dtype) in FIELDS[kind].items() if dtype == TEXT)
+    return f'"(?:{names})"[ \\t\\r]*:[ \\t\\r]*[^"n \\t\\r]|"[^"\\n]*\\\\u[^"\\n]*"[ \\t\\r]*:'
 
 
-_TYPE_CHECKS = {kind: _type_check(kind) for kind in FIELDS}
+_SUSPECT = {kind: _suspect_pattern(kind) for kind in FIELDS}
 _JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}
 
 
 def _json_wrong_types(kind: Kind, lines: bytes, base: int) -> dict[str, dict[int, str]]:
-    """Per text field, the records (by number) whose value is another JSON type."""
-    check = _TYPE_CHECKS[kind]
-    suspects: list[int] = []
-    line, counted = 0, 0
-    for match in check.suspect.finditer(lines):
-        line += lines.count(b"\n", counted, match.start())
-        counted = match.start()
-        if not suspects or suspects[-1] != line:
-            suspects.append(line)
-    wrong: dict[str, dict[int, str]] = {}
-    if not suspects:
-        return wrong
+    """Per text field, the records (by number) whose value is another JSON type. The block is
+    searched at once with polars' regular expressions (the usual answer is: nowhere)."""
+    try:
+        text = pl.Series([lines], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:  # bytes that are not UTF-8 (their lines are rejected as such)
+        text = pl.Series([lines.decode("utf-8", "replace")])
+    if not text.str.contains(_SUSPECT[kind]).item():
+        return {}
+    suspects = text.str.split("\n").explode().str.contains(_SUSPECT[kind]).arg_true().to_list()
     split = lines.split(b"\n")
+    wrong: dict[str, dict[int, str]] = {}
     for line in suspects:
         try:
             value = orjson.loads(split[line])
@@ -423,9 +413,9 @@ def _json_wrong_types(kind: Kind, lines: bytes, base: int) -> dict[str, dict[int
             continue  # rejected as not JSON already
         if type(value) is not dict:
             continue
-        for field in check.text_fields:
+        for field, (_, dtype) in FIELDS[kind].items():
             given = value.get(field)
-            if given is not None and type(given) is not str:
+            if dtype == TEXT and given is not None and type(given) is not str:
                 wrong.setdefault(field, {})[base + line] = _JSON_TYPES.get(type(given), type(given).__name__)
     return wrong
 

@@ -34,7 +34,7 @@ from pipelines.warehouse.sending_app_parse import Chunk, ReadEnd, ReadRequest, R
 # A parse needs a few hundred MiB (one block); past this an allocation fails in the child at
 # once, instead of the machine swapping until the out-of-memory killer picks a process.
 MEMORY_LIMIT_BYTES = 8 << 30
-_CHUNK_FIELDS = ("records", "repeated", "consumed", "next_record", "fingerprint")
+_CHUNK_FIELDS = ("records", "consumed", "next_record", "fingerprint")
 
 
 class ParserDied(Exception):

@@ -58,37 +58,39 @@ def test_a_file_that_kills_the_parser_costs_only_that_file(tmp_path, warehouse_p
 
 
 def test_a_parser_killed_mid_file_loses_nothing_and_the_next_run_finishes(con, tmp_path, monkeypatch):
-    # Small blocks, so that the parser is still at work (blocked on a full socket) when it is killed.
+    # Small blocks, so that the parser is still at work (blocked on a full socket) when it is
+    # killed, and small inserts, so that rows are inserted before the end of the file.
     monkeypatch.setattr(sending_app, "BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(sending_app, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(sending_app, "INSERT_ROWS", 1000)
     total = 20_000
     path = write_ndjson(tmp_path / "sends.ndjson", [send(n) for n in range(total)])
     parsers = []
-    start, insert_chunk = reader_module.ParserProcess._start, sending_app._insert_chunk
+    start, add = reader_module.ParserProcess._start, sending_app._FileLoad.add
 
     def start_and_remember(self):
         start(self)
         parsers.append(self)
 
-    def insert_then_kill_the_parser(*args):
-        inserted = insert_chunk(*args)
+    def add_then_kill_the_parser(self, chunk):
+        add(self, chunk)
         if parsers:
             os.kill(parsers.pop().pid, signal.SIGKILL)
-        return inserted
 
     monkeypatch.setattr(reader_module.ParserProcess, "_start", start_and_remember)
-    monkeypatch.setattr(sending_app, "_insert_chunk", insert_then_kill_the_parser)
+    monkeypatch.setattr(sending_app._FileLoad, "add", add_then_kill_the_parser)
     first = load_source_files(con, "sends", str(path))
 
     assert 0 < first.rows < total
     assert first.problems == [f"{path}: cannot be read past record {first.rows}, the records before it loaded "
                               "(the parser process was killed by SIGKILL)"]
-    monkeypatch.setattr(sending_app, "_insert_chunk", insert_chunk)
+    monkeypatch.setattr(sending_app._FileLoad, "add", add)
     second = load_source_files(con, "sends", str(path))
 
     assert (second.rows, second.records, second.problems) == (total - first.rows, total - first.rows, [])
     assert serials(con) == [send(n)["SerialNo"] for n in range(total)]
     assert keys_loaded_twice(con) == []
-    assert count(con, "raw.quarantine") == 0
+    assert count(con, "raw.quarantine") == 0  # the note that the file could not be read goes once it reads
 
 
 def test_a_parser_that_does_not_answer_in_time_is_stopped(con, tmp_path, monkeypatch):

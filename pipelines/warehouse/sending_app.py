@@ -99,6 +99,19 @@ def load_source_files(con: duckdb.DuckDBPyConnection, kind: Kind, pattern: str |
     if not paths:
         report.problems.append(f"no file matches {pattern}")
         return report
+    with ParserProcess(READ_TIMEOUT_SECONDS) as parser:
+        _load_paths(con, kind, paths, parser, report)
+    return report
+
+
+def matching_files(pattern: str) -> list[str]:
+    """Absolute paths of the regular files `pattern` matches, sorted so loads are repeatable."""
+    absolute = os.path.abspath(os.path.expanduser(pattern))
+    return sorted(p for p in glob.glob(absolute, recursive=True) if os.path.isfile(p))
+
+
+def _load_paths(con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[str], parser: ParserProcess,
+                report: SourceReport) -> None:
     _key_rows_loaded_before_keys(con, kind)
     recorded = {
         row[0]: _Recorded(*row[1:])
@@ -108,16 +121,8 @@ def load_source_files(con: duckdb.DuckDBPyConnection, kind: Kind, pattern: str |
             {"paths": paths},
         ).fetchall()
     }
-    with ParserProcess(READ_TIMEOUT_SECONDS) as parser:
-        for path in paths:
-            _load_file(con, kind, path, recorded.get(path), parser, report)
-    return report
-
-
-def matching_files(pattern: str) -> list[str]:
-    """Absolute paths of the regular files `pattern` matches, sorted so loads are repeatable."""
-    absolute = os.path.abspath(os.path.expanduser(pattern))
-    return sorted(p for p in glob.glob(absolute, recursive=True) if os.path.isfile(p))
+    for path in paths:
+        _load_file(con, kind, path, recorded.get(path), parser, report)
 
 
 def _load_file(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, recorded: _Recorded | None,

@@ -308,13 +308,17 @@ def _report_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, ex
 
 def _key_rows_loaded_before_keys(con: duckdb.DuckDBPyConnection, kind: Kind) -> None:
     """Rows a warehouse loaded before record keys existed get theirs, so that reading their
-    files again adds nothing (once; afterwards the query finds no row)."""
+    files again adds nothing (once: afterwards no row lacks a key)."""
     table = TABLES[kind]
     columns = ", ".join(RAW_COLUMNS[kind])
-    while True:
-        rows = con.execute(f"select rowid as _rowid, {columns} from {table} where record_key is null limit {CHUNK_ROWS}").pl()
+    if con.execute(f"select count(*) from {table} where record_key is null").fetchone()[0] == 0:
+        return
+    last = con.execute(f"select max(rowid) from {table}").fetchone()[0]
+    for first in range(0, last + 1, CHUNK_ROWS):
+        rows = con.execute(f"select rowid as _rowid, {columns} from {table} where record_key is null "
+                           "and rowid between $first and $last", {"first": first, "last": first + CHUNK_ROWS - 1}).pl()
         if rows.is_empty():
-            return
+            continue
         keys = pl.DataFrame([rows.get_column("_rowid"), record_keys(kind, rows)])
         with transaction(con), registered(con, "_keys", keys):
             con.execute(f"update {table} set record_key = _keys.record_key from _keys where {table}.rowid = _keys._rowid")

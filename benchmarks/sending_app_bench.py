@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,7 +137,7 @@ def main() -> None:
         runs = []
         for repetition in range(ns.repeat):
             path = Path(folder) / f"run{repetition}.{ns.format}"
-            path.write_bytes(source.read_bytes()) if ns.rows <= 2_000_000 else os.link(source, path)
+            shutil.copyfile(source, path)  # the append must not change the input of the next run
             db = Path(folder) / f"run{repetition}.duckdb"
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.sending_app_bench", "--child", str(path), str(db),

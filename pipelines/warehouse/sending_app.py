@@ -5,7 +5,7 @@ a child process (sending_app_reader.py), so even a file that crashes the parser 
 itself; a malformed record is quarantined with its reason and the rest of the file loads; a file
 that cannot be read is reported, with a quarantine row, while the other files load.
 
-Loading is insert-only. Every record has a key (sending_app_parse.record_key), and a record whose
+Loading is insert-only. Every record has a key (sending_app_parse.record_keys), and a record whose
 key the table holds is not inserted again, whichever file it came from: reading a file again, a
 rotated copy of it, or a rewritten version of it never duplicates a row, and no read deletes
 one. raw.source_files remembers how far each file was read (`read_bytes`, `records`) and a
@@ -13,8 +13,9 @@ fingerprint of that part: a file that only grew is read from there on; a file wh
 changed (rewritten in place, edited) is read whole, and only its new records are inserted. An
 unchanged file (same size and mtime_ns, read to its end) is not opened.
 
-Each chunk of a file (one block of records) is inserted in its own transaction, with the file's
-progress: a run killed half-way goes on from the last chunk, without loss or duplicates.
+Rows are inserted whole DuckDB row groups at a time, each insert in its own transaction with the
+file's progress up to there: a run killed half-way goes on from the last insert, without loss
+or duplicates.
 """
 
 from __future__ import annotations

@@ -485,3 +485,22 @@ def test_every_record_is_loaded_or_quarantined_exactly_once(lines, final_newline
     for chunk in chunks:
         for row, serial in chunk.good.select("source_row", "serial_no").iter_rows():
             assert orjson.loads(records[row])["SerialNo"] == serial
+
+
+def test_duckdb_memory_is_limited_while_files_load_and_given_back(con, tmp_path, monkeypatch):
+    before = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    seen = []
+    load_file = sources._load_file
+
+    def load_and_look(con, *args):
+        seen.append(con.execute("select current_setting('memory_limit')").fetchone()[0])
+        return load_file(con, *args)
+
+    monkeypatch.setattr(sources, "_load_file", load_and_look)
+    load_source_files(con, "sends", str(write_ndjson(tmp_path / "sends.ndjson", SENDS)))
+
+    assert seen == ["244.1 MiB"]
+    assert con.execute("select current_setting('memory_limit')").fetchone()[0] == before
+    con.execute("set memory_limit = '8GB'")  # someone's own limit is left alone
+    load_source_files(con, "sends", str(write_ndjson(tmp_path / "more.ndjson", [send(9)])))
+    assert seen[-1] == con.execute("select current_setting('memory_limit')").fetchone()[0] == "7.4 GiB"

@@ -5,8 +5,8 @@ a child process (sending_app_reader.py), so even a file that crashes the parser 
 itself; a malformed record is quarantined with its reason and the rest of the file loads; a file
 that cannot be read is reported, with a quarantine row, while the other files load.
 
-Loading is insert-only. Every record has a key (sending_app_parse.record_keys), and a record whose
-key the table holds is not inserted again, whichever file it came from: reading a file again, a
+Loading is insert-only. Every record has a key (sending_app_parse.KEY_COLUMNS: columns of its
+own, so the key costs no storage), and a record whose key the table holds is not inserted again, whichever file it came from: reading a file again, a
 rotated copy of it, or a rewritten version of it never duplicates a row, and no read deletes
 one. raw.source_files remembers how far each file was read (`read_bytes`, `records`) and a
 fingerprint of that part: a file that only grew is read from there on; a file whose read part
@@ -32,7 +32,7 @@ import polars as pl
 
 from pipelines.warehouse.db import registered, transaction
 from pipelines.warehouse.sending_app_parse import (
-    RAW_COLUMNS, Chunk, Kind, ReadEnd, ReadRequest, ReadStart, UnreadableFile, file_format, record_keys,
+    KEY_COLUMNS, RAW_COLUMNS, Chunk, Kind, ReadEnd, ReadRequest, ReadStart, UnreadableFile, file_format,
 )
 from pipelines.warehouse.sending_app_reader import ParserDied, ParserProcess
 
@@ -138,7 +138,6 @@ def matching_files(pattern: str) -> list[str]:
 
 def _load_paths(con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[str], parser: ParserProcess,
                 report: SourceReport) -> None:
-    _key_rows_loaded_before_keys(con, kind)
     recorded = {
         row[0]: _Recorded(*row[1:])
         for row in con.execute(
@@ -250,8 +249,7 @@ class _FileLoad:
         with transaction(self.con):
             if pending is not None and rows:
                 inserted = pending.head(rows)
-                first = inserted.filter(pl.col("record_key").is_first_distinct())
-                new_rows = _insert_new(self.con, TABLES[self.kind], first, self.path)
+                new_rows = _insert_new(self.con, self.kind, inserted, self.path)
                 self.report.duplicates += inserted.height - new_rows
             if bad.height:
                 new_bad = _quarantine_new(self.con, bad)
@@ -267,22 +265,50 @@ class _FileLoad:
             self.loaded_through = done[-1].next_record
 
 
-def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, path: str) -> int:
-    """Insert the rows (of distinct keys) whose key the table does not hold yet; returns how many.
-    The keys already there are looked up first, and the others inserted by a plain insert:
-    inserting straight from an anti-join cost half again as much. (Not db.insert_frame: the file's
-    name goes in as one constant rather than a column of a million copies.)"""
-    names = ", ".join(frame.columns)
-    with registered(con, "_incoming", frame):
-        existing = {key for (key,) in con.execute(
-            f"select i.record_key from _incoming i join {table} t using (record_key)").fetchall()}
-        if len(existing) < frame.height:
+def _insert_new(con: duckdb.DuckDBPyConnection, kind: Kind, frame: pl.DataFrame, path: str) -> int:
+    """Insert the rows whose key is neither in the table nor on an earlier row of `frame`;
+    returns how many. The keys already there are looked up first, and the others inserted by a
+    plain insert: inserting straight from an anti-join cost half again as much. (Not
+    db.insert_frame: the file's name goes in as one constant rather than a column of copies.)"""
+    table = TABLES[kind]
+    first = _first_of_each_key(kind, frame)
+    names = ", ".join(first.columns)
+    with registered(con, "_incoming", first):
+        existing = [row for (row,) in con.execute(f"select i.source_row from _incoming i join {table} t "
+                                                  f"on {_same(KEY_COLUMNS[kind])} where {_HAS_KEY[kind]}").fetchall()]
+        if kind == "sends" and first.height > first.filter(pl.col("serial_no").fill_null("").str.strip_chars() != "").height:
+            # A failed send is its whole content; equal content means an equal SendTime, so
+            # DuckDB reads only the row groups of those times.
+            existing += [row for (row,) in con.execute(f"select i.source_row from _incoming i join {table} t "
+                                                       f"on {_same(RAW_COLUMNS[kind])} where not ({_HAS_KEY[kind]})").fetchall()]
+        if len(existing) < first.height:
             con.execute(
                 f"insert into {table} ({names}, source_file) select {names}, $path from _incoming"
-                + (" where record_key not in (select unnest($existing))" if existing else ""),
-                {"path": path, **({"existing": list(existing)} if existing else {})},
+                + (" where source_row not in (select unnest($existing))" if existing else ""),
+                {"path": path, **({"existing": existing} if existing else {})},
             )
-    return frame.height - len(existing)
+    return first.height - len(existing)
+
+
+def _first_of_each_key(kind: Kind, frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `frame` whose key no earlier row has, in file order."""
+    if kind == "conversions":
+        return frame.filter(pl.struct(KEY_COLUMNS[kind]).is_first_distinct())
+    failed = pl.col("serial_no").fill_null("").str.strip_chars() == ""
+    if frame.filter(failed).is_empty():
+        return frame.filter(pl.struct(KEY_COLUMNS[kind]).is_first_distinct())
+    return pl.concat([
+        frame.filter(~failed).filter(pl.struct(KEY_COLUMNS[kind]).is_first_distinct()),
+        frame.filter(failed).filter(pl.struct(RAW_COLUMNS[kind]).is_first_distinct()),
+    ]).sort("source_row")
+
+
+def _same(columns: list[str]) -> str:
+    return " and ".join(f"t.{column} is not distinct from i.{column}" for column in columns)
+
+
+# Which incoming rows are keyed by KEY_COLUMNS: a failed send (no SerialNo) is keyed by its content.
+_HAS_KEY = {"sends": "coalesce(trim(i.serial_no), '') <> ''", "conversions": "true"}
 
 
 def _quarantine_new(con: duckdb.DuckDBPyConnection, bad: pl.DataFrame) -> int:
@@ -330,21 +356,3 @@ def _report_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, ex
                                f"loaded ({cause})")
     else:
         report.problems.append(f"{path}: cannot be read, nothing loaded from it ({cause})")
-
-
-def _key_rows_loaded_before_keys(con: duckdb.DuckDBPyConnection, kind: Kind) -> None:
-    """Rows a warehouse loaded before record keys existed get theirs, so that reading their
-    files again adds nothing (once: afterwards no row lacks a key)."""
-    table = TABLES[kind]
-    columns = ", ".join(RAW_COLUMNS[kind])
-    if con.execute(f"select count(*) from {table} where record_key is null").fetchone()[0] == 0:
-        return
-    last = con.execute(f"select max(rowid) from {table}").fetchone()[0]
-    for first in range(0, last + 1, CHUNK_ROWS):
-        rows = con.execute(f"select rowid as _rowid, {columns} from {table} where record_key is null "
-                           "and rowid between $first and $last", {"first": first, "last": first + CHUNK_ROWS - 1}).pl()
-        if rows.is_empty():
-            continue
-        keys = pl.DataFrame([rows.get_column("_rowid"), record_keys(kind, rows)])
-        with transaction(con), registered(con, "_keys", keys):
-            con.execute(f"update {table} set record_key = _keys.record_key from _keys where {table}.rowid = _keys._rowid")

@@ -53,6 +53,10 @@ FIELDS: dict[str, dict[str, tuple[str, Any]]] = {
 }
 RAW_COLUMNS = {kind: [column for column, _ in fields.values()] for kind, fields in FIELDS.items()}
 
+# The key of a record in its raw table: a send with a SerialNo is its SerialNo and number, a
+# failed send without one (SerialNo empty) its whole content, a conversion its SerialNo and time.
+KEY_COLUMNS = {"sends": ["serial_no", "phone_number"], "conversions": ["serial_no", "conversion_time"]}
+
 # Columns a CSV header or Parquet schema must have: without them no row of the file can be keyed.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "sends": ("SerialNo", "Code", "SendTime"),
@@ -119,8 +123,8 @@ class ReadEnd:
 
 @dataclasses.dataclass
 class Chunk:
-    """The records of one block. `good`: typed raw columns, `source_row` and `record_key`;
-    `bad`: (row, reason, payload).
+    """The records of one block. `good`: typed raw columns and `source_row`; `bad`: (row,
+    reason, payload).
     `consumed` is the file position after the block's last record (0 until a Parquet file is
     read to its end: it cannot be read on from the middle), `next_record` the number the next
     record gets, and `fingerprint` that of the bytes before `consumed`."""
@@ -212,27 +216,7 @@ def _chunk(kind: Kind, records: _Records, base: int, consumed: int, fingerprint:
     rows, reasons = rejected.get_column("source_row").to_list(), rejected.get_column("_reason").to_list()
     bad = sorted(records.rejected + list(zip(rows, reasons, records.payloads(rows) if rows else [])))
     count = records.frame.height + len(records.rejected)
-    return Chunk(good.with_columns(record_keys(kind, good)), bad, count, consumed, base + count, fingerprint)
-
-
-def record_keys(kind: Kind, rows: pl.DataFrame) -> pl.Series:
-    """The key of each row (raw columns) in its raw table. A send with a SerialNo: its SerialNo
-    and number; a failed send without one: its whole content; a conversion: SerialNo and
-    ConversionTime. The values are joined with '|' after escaping '\\' and '|' in them, so
-    different values cannot make the same key; a missing value is empty text."""
-
-    def joined(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
-        parts = [pl.col(column).cast(pl.String).fill_null("").str.replace_all("\\", "\\\\", literal=True)
-                 .str.replace_all("|", "\\|", literal=True) for column in columns]
-        return frame.select(pl.concat_str(parts, separator="|")).to_series().alias("record_key")
-
-    if kind == "conversions":
-        return joined(rows, ["serial_no", "conversion_time"])
-    keys = joined(rows, ["serial_no", "phone_number"])
-    without_serial = rows.get_column("serial_no").str.strip_chars().fill_null("") == ""
-    if without_serial.any():  # few rows: their content is joined for them only
-        keys = keys.scatter(without_serial.arg_true(), joined(rows.filter(without_serial), RAW_COLUMNS["sends"]))
-    return keys
+    return Chunk(good, bad, count, consumed, base + count, fingerprint)
 
 
 # -- Text files: blocks of whole records ---------------------------------------------------------

@@ -81,8 +81,8 @@ create table if not exists raw.statistics_hourly (
 
 -- The sending application's SendSms log and conversion events: one row per record key, inserted
 -- once and never deleted (re-reading, rotating or rewriting a file adds only records not seen).
--- record_key: SerialNo | PhoneNumber for a send with a SerialNo, the whole content for a failed
--- send without one, SerialNo | ConversionTime for a conversion ('\' and '|' in values escaped).
+-- The key: serial_no and phone_number for a send with a SerialNo, the whole content for a failed
+-- send without one, serial_no and conversion_time for a conversion.
 -- source_file and source_row: where the record was first read.
 create table if not exists raw.sends (
     serial_no varchar,
@@ -97,16 +97,14 @@ create table if not exists raw.sends (
     template_id varchar,
     sign_name varchar,
     source_file varchar not null,
-    source_row integer not null,
-    record_key varchar
+    source_row integer not null
 );
 
 create table if not exists raw.conversions (
     serial_no varchar,
     conversion_time bigint,
     source_file varchar not null,
-    source_row integer not null,
-    record_key varchar
+    source_row integer not null
 );
 
 -- Input files read so far: an unchanged file is not read again, and a file that only grew is
@@ -125,9 +123,7 @@ create table if not exists raw.source_files (
     fingerprint varchar
 );
 
--- Warehouses made before record keys and read positions existed (their rows get keys on the next load).
-alter table raw.sends add column if not exists record_key varchar;
-alter table raw.conversions add column if not exists record_key varchar;
+-- Warehouses made before read positions were kept.
 alter table raw.source_files add column if not exists read_bytes bigint;
 alter table raw.source_files add column if not exists records bigint;
 alter table raw.source_files add column if not exists fingerprint varchar;

@@ -102,8 +102,21 @@ def report_of(process: subprocess.CompletedProcess) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
+SEND_COLUMNS = ("serial_no, phone_number, fee, session_context, code, message, iso_code, send_time, sms_sdk_app_id, "
+                "template_id, sign_name")
+
+
 def keys_loaded_twice(con, table: str = "raw.sends") -> list:
-    return con.execute(f"select record_key, count(*) from {table} group by 1 having count(*) > 1").fetchall()
+    """Record keys with more than one row: SerialNo and number (a failed send: its content);
+    SerialNo and ConversionTime."""
+    if table == "raw.conversions":
+        return con.execute("select serial_no, conversion_time from raw.conversions group by all having count(*) > 1").fetchall()
+    return con.execute(
+        "select serial_no, phone_number from raw.sends where coalesce(trim(serial_no), '') <> '' "
+        "group by all having count(*) > 1 "
+        f"union all select serial_no, phone_number from (select {SEND_COLUMNS} from raw.sends "
+        "where coalesce(trim(serial_no), '') = '' group by all having count(*) > 1)"
+    ).fetchall()
 
 
 def serials(con, path=None) -> list[str]:

@@ -105,6 +105,11 @@ def mutate(rng: random.Random, file_format: str, data: bytes, records: list[dict
     position is still in the good file's coordinates."""
     if file_format == "parquet" and rng.random() < 0.3:
         return typed_parquet(rng, records), [Damage("wrong column types", [(0, len(data))])]
+    pages = [at for at in range(len(data) - 3) if data[at:at + 2] == b"\x2c\x15"]
+    if file_format == "parquet" and pages and rng.random() < 0.15:
+        # A data page header that claims -1 values: polars aborts on some of these.
+        at = rng.choice(pages) + 2
+        return data[:at] + b"\x01" + data[at + 1:], [Damage("page header", [(at, at + 1)])]
     damages: list[Damage] = []
     positions = sorted((rng.randrange(len(data) + 1) for _ in range(rng.randint(1, 3))), reverse=True)
     for position in positions:

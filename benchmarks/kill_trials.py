@@ -21,10 +21,8 @@ import argparse
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +32,8 @@ from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from support import Running  # noqa: E402  (the tests' helper for a command run as a user runs it)
 
 # The phase a trial aims at, and the line of the sync's output after which it has begun.
 PHASES = {
@@ -46,33 +46,6 @@ PHASES = {
 }
 STORM = ("*:http500=0.03,http502=0.02,slow=0.02,reset=0.03,truncate=0.03,internal=0.03,ratelimit=0.03,dirty=0.1;"
          "slow_seconds=4")
-
-
-class Sync:
-    def __init__(self, env: dict[str, str], *args: str):
-        self.started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-u", "-m", "pipelines.app.cli", "sync", *args], env=env,
-                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if any(line.startswith(text) or text in line for line in self.lines):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def finish(self, timeout: float) -> tuple[int, float]:
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code, time.monotonic() - self.started
 
 
 def environment(root: Path, url: str) -> dict[str, str]:
@@ -99,7 +72,7 @@ def kill_trials(trials: int, messages_per_day: int, seed: int) -> None:
         phases = list(PHASES)
         for trial in range(1, trials + 1):
             phase = phases[(trial - 1) % len(phases)]
-            victim = Sync(env)
+            victim = Running(env, "sync")
             reached = victim.wait_for(PHASES[phase], timeout=600)
             delay = rng.uniform(0.0, 2.5)
             time.sleep(delay)
@@ -107,8 +80,9 @@ def kill_trials(trials: int, messages_per_day: int, seed: int) -> None:
             if killed:
                 victim.process.send_signal(signal.SIGKILL)
             victim.finish(timeout=60)
-            after = Sync(env)
-            code, seconds = after.finish(timeout=1800)
+            after = Running(env, "sync")
+            code = after.finish(timeout=1800)
+            seconds = after.seconds
             released = any("released the warehouse from run" in line for line in after.lines)
             rows.append((trial, phase if reached else f"{phase} (not reached)", f"{delay:.1f}", killed, code,
                          f"{seconds:.0f}", released))
@@ -136,8 +110,9 @@ def storm(messages_per_day: int, seed: int) -> None:
     config = SimulatorConfig(port=0, seed=seed, days=3, messages_per_day=messages_per_day, out_dir=root / "sim",
                              faults=STORM)
     with Simulator(config) as sim:
-        sync = Sync(environment(root, sim.url), "--time-budget", "120")
-        code, seconds = sync.finish(timeout=3600)
+        sync = Running(environment(root, sim.url), "sync", "--time-budget", "120")
+        code = sync.finish(timeout=3600)
+        seconds = sync.seconds
     print(f"fault storm ({STORM}): exit {code} after {seconds:.0f}s; its last lines:")
     for line in sync.lines[-25:]:
         print(f"    {line}")

@@ -19,7 +19,7 @@ import dagster as dg
 from assets.options import WAREHOUSE_POOL
 from assets.reporting import DayResult, evaluate_days
 from assets.resources import MetricsConfig, WarehouseResource
-from pipelines.days import days_of
+from pipelines.days import DayRange, days_of
 from pipelines.warehouse.db import sql_text
 
 ONE_ROW_PER_SERIAL_NO = "one_row_per_serial_no"
@@ -99,12 +99,11 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                              metrics: MetricsConfig):
             days = days_of(context, partitions)
             settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
-            with warehouse.connect() as con:
-                rows = {day: (int(s), int(r)) for day, s, r in
-                        con.execute(sql_text("reports/check_receipt_coverage"), days.dates()).fetchall()}
+            rows = _rows_by_day(warehouse, "check_receipt_coverage", days)
 
             def evaluate(day: dt.date) -> DayResult:
-                submitted, receipted = rows.get(day, (0, 0))
+                row = rows.get(day, {})
+                submitted, receipted = int(row.get("submitted") or 0), int(row.get("receipted") or 0)
                 if not submitted:
                     return DayResult(True, "no sends-log messages: nothing to compare")
                 coverage = receipted / submitted
@@ -132,10 +131,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                         metrics: MetricsConfig):
             days = days_of(context, partitions)
             settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
-            with warehouse.connect() as con:
-                cursor = con.execute(sql_text("reports/check_reconciliation"), days.dates())
-                names = [d[0] for d in cursor.description]
-                rows = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+            rows = _rows_by_day(warehouse, "check_reconciliation", days)
 
             def evaluate(day: dt.date) -> DayResult:
                 row = rows.get(day)
@@ -169,12 +165,12 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                     "receipt that came by pull only is one the receiver never got (a warning).")
         def receipts_by_channel(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
             days = days_of(context, partitions)
-            with warehouse.connect() as con:
-                rows = {day: counts for day, *counts in
-                        con.execute(sql_text("reports/check_receipt_channels"), days.dates()).fetchall()}
+            rows = _rows_by_day(warehouse, "check_receipt_channels", days)
 
             def evaluate(day: dt.date) -> DayResult:
-                receipts, callback_only, both, pull_only = rows.get(day, (0, 0, 0, 0))
+                row = rows.get(day, {})
+                receipts, callback_only, both, pull_only = (
+                    row.get(name, 0) for name in ("receipts", "callback_only", "both_channels", "pull_only"))
                 metadata = {"receipts": dg.IntMetadataValue(receipts), "callback_only": dg.IntMetadataValue(callback_only),
                             "both": dg.IntMetadataValue(both), "pull_only": dg.IntMetadataValue(pull_only)}
                 if not callback_only + both:
@@ -199,6 +195,14 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         matches_provider_statistics,
         receipts_by_channel,
     ]
+
+
+def _rows_by_day(warehouse: WarehouseResource, report: str, days: DayRange) -> dict[dt.date, dict]:
+    """The rows of sql/reports/`report`.sql for the days, by their first column (the day)."""
+    with warehouse.connect() as con:
+        cursor = con.execute(sql_text(f"reports/{report}"), days.dates())
+        names = [d[0] for d in cursor.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
 def _result(passed: bool, failure: str, metadata: dict) -> dg.AssetCheckResult:

@@ -187,7 +187,8 @@ def gap_fill(context: dg.AssetExecutionContext, config: GapFillConfig, sms_api: 
 )
 def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResource, warehouse: WarehouseResource):
     """raw.sends and raw.conversions from NDJSON, CSV or Parquet files. Both are optional; an
-    unchanged file is not read again; a bad row goes to raw.quarantine and its file is named."""
+    unchanged file is not read again, an appended one from where it ended; rows are inserted
+    once per record key; a bad row goes to raw.quarantine and its file is named."""
     with warehouse.connect() as con:
         for kind, pattern in (("sends", sources.sends_path), ("conversions", sources.conversions_path)):
             report = load_source_files(con, kind, pattern)
@@ -202,7 +203,9 @@ def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResou
                 "files": report.files,
                 "loaded_files": report.loaded_files,
                 "unchanged_files": report.unchanged_files,
+                "records_read": report.records,
                 "rows": report.rows,
+                "duplicate_records": report.duplicates,
                 "quarantined_rows": report.quarantined,
                 "problems": "\n".join(report.problems) or "none",
             })

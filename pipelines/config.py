@@ -259,6 +259,25 @@ def _callback_settings(get: Callable[..., str | None]) -> dict[str, Any]:
     }
 
 
+def _personal_data_settings(get: Callable[..., str | None]) -> dict[str, Any]:
+    """Prices, and the handling of phone numbers and reply texts, checked."""
+    key = get("SMSLEDGER_PII_KEY")
+    if key is not None and len(key) < 16:
+        # the value is a secret: never repeated in the message
+        raise ConfigError("SMSLEDGER_PII_KEY must be at least 16 characters (e.g. python3 -c "
+                          "'import secrets; print(secrets.token_urlsafe(32))'); keep it: tokens made with another key "
+                          "do not match")
+    retention = get("SMSLEDGER_PII_RETENTION_DAYS")
+    if retention is not None:
+        retention = _positive(retention, "SMSLEDGER_PII_RETENTION_DAYS", "a whole number of days")
+    reply_text = get("SMSLEDGER_REPLY_TEXT", "keep")
+    if reply_text not in ("keep", "optout-only", "drop"):
+        raise ConfigError(f"SMSLEDGER_REPLY_TEXT={reply_text!r} must be keep, optout-only or drop")
+    prices = get("SMSLEDGER_PRICES")
+    return {"prices_path": Path(prices) if prices else None, "pii_key": key, "pii_retention_days": retention,
+            "reply_text": reply_text}
+
+
 def _zone(name: str, variable: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
@@ -301,6 +320,14 @@ class Settings:
     callback_max_body_bytes: int = 1 << 20
     callback_max_connections: int = 256
     callback_timeout_seconds: float = 10.0
+    # Spend: the CSV of unit prices (pipelines/warehouse/prices.py); without it costs are null.
+    prices_path: Path | None = None
+    # Phone numbers as personal data (pipelines/normalize/pii.py): the key of the tokens that stand
+    # for numbers in the marts, how many days raw numbers stay in raw and staging, and what of the
+    # replies' texts the marts keep.
+    pii_key: str | None = dataclasses.field(default=None, repr=False)
+    pii_retention_days: int | None = None
+    reply_text: str = "keep"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> Settings:
@@ -375,6 +402,7 @@ class Settings:
             demo_credentials=demo_credentials,
             dagster_home=Path(dagster_home) if dagster_home else None,
             **_callback_settings(get),
+            **_personal_data_settings(get),
         )
 
     @property

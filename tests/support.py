@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,45 @@ def smsledger(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
             if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_")) and not k.lower().endswith("_proxy")}
     return subprocess.run([sys.executable, "-m", "pipelines.app.cli", *args], env={**base, **(env or {})},
                           cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
+
+
+class Running:
+    """A `smsledger` command running in its own process as a user starts it, its output (stdout
+    and stderr) collected line by line as it comes."""
+
+    def __init__(self, env: dict[str, str], *args: str, cwd: Path | None = None):
+        self.started = time.monotonic()
+        self.process = subprocess.Popen([sys.executable, "-u", "-m", "pipelines.app.cli", *args], env=env,
+                                        cwd=cwd or Path(__file__).resolve().parents[1],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        """Whether a line holding `text` came within `timeout` seconds (False if the command ended)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                return any(text in line for line in self.lines)
+            time.sleep(0.05)
+        return False
+
+    def finish(self, timeout: float) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started

@@ -143,6 +143,14 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
         client.backoff(min(attempt, 6))
         return False
 
+    def stop_for_good(exc: TencentCloudError | Unreachable, counter: str, reason: str) -> None:
+        """A failure no retry can fix: count the pull, keep the error for the caller, stop."""
+        with lock:
+            report.pulls += 1
+            setattr(report, counter, getattr(report, counter) + 1)
+        fatal.append(exc)
+        finish(reason)
+
     def worker() -> None:
         nonlocal failures
         while not stop.is_set():
@@ -155,11 +163,7 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                 with lock:
                     reached = report.pulls > report.unreachable
                 if not reached:  # unreachable from the start: say so now instead of retrying for minutes
-                    with lock:
-                        report.pulls += 1
-                        report.unreachable += 1
-                    fatal.append(exc)
-                    finish("unreachable")
+                    stop_for_good(exc, "unreachable", "unreachable")
                     return
                 if failed("unreachable"):
                     return
@@ -176,11 +180,7 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                 page = parse_page(action, raw.body)
             except TencentCloudError as exc:
                 if not exc.retryable:
-                    with lock:
-                        report.pulls += 1
-                        report.transient_errors += 1
-                    fatal.append(exc)
-                    finish("error")
+                    stop_for_good(exc, "transient_errors", "error")
                     return
                 throttled = exc.code.startswith("RequestLimitExceeded")
                 if throttled:

@@ -1,130 +1,102 @@
 """The sending application's SendSms log and conversion events into raw.sends and raw.conversions.
 
-The application writes these files, not us, so nothing about them is trusted: a malformed record
-is quarantined with its reason and the rest of the file still loads, and a file that cannot be
-read at all is reported and skipped while the other files load. Nothing is dropped silently.
+The application writes these files, not us, so nothing about them is trusted. They are parsed in
+a child process (sending_app_reader.py), so even a file that crashes the parser costs only
+itself; a malformed record is quarantined with its reason and the rest of the file loads; a file
+that cannot be read is reported, with a quarantine row, while the other files load.
 
-A file is the unit of loading. Logs grow by appending, so a file whose size or mtime changed is
-reloaded whole: its earlier rows and quarantine entries are replaced in the same transaction that
-inserts the new ones, which makes reloading exact and loading twice a no-op. An unchanged file
-(same size and mtime_ns as recorded in raw.source_files) is not read again.
+Loading is insert-only. Every record has a key (sending_app_parse.KEY_COLUMNS: columns of its
+own, so the key costs no storage), and a record whose key the table holds is not inserted again, whichever file it came from: reading a file again, a
+rotated copy of it, or a rewritten version of it never duplicates a row, and no read deletes
+one. raw.source_files remembers how far each file was read (`read_bytes`, `records`) and a
+fingerprint of that part: a file that only grew is read from there on; a file whose read part
+changed (rewritten in place, edited) is read whole, and only its new records are inserted. An
+unchanged file (same size and mtime_ns, read to its end) is not opened.
+
+Rows are inserted whole DuckDB row groups at a time, each insert in its own transaction with the
+file's progress up to there: a run killed half-way goes on from the last insert, without loss
+or duplicates.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
-import datetime as dt
 import glob
-import io
 import os
-import re
-from collections.abc import Callable, Iterator
-from typing import IO, Any, Literal
+import time
+from collections.abc import Iterator
 
 import duckdb
-import orjson
 import polars as pl
 
 from pipelines.warehouse import lake
-from pipelines.warehouse.db import insert_frame, transaction, upsert_frame
-
-Kind = Literal["sends", "conversions"]
-
-TEXT = pl.String
-WHOLE = pl.Int64
-
-# API field -> (raw column, type), in the order of the raw tables.
-FIELDS: dict[str, dict[str, tuple[str, Any]]] = {
-    "sends": {
-        "SerialNo": ("serial_no", TEXT),
-        "PhoneNumber": ("phone_number", TEXT),
-        "Fee": ("fee", WHOLE),
-        "SessionContext": ("session_context", TEXT),
-        "Code": ("code", TEXT),
-        "Message": ("message", TEXT),
-        "IsoCode": ("iso_code", TEXT),
-        "SendTime": ("send_time", WHOLE),
-        "SmsSdkAppId": ("sms_sdk_app_id", TEXT),
-        "TemplateId": ("template_id", TEXT),
-        "SignName": ("sign_name", TEXT),
-    },
-    "conversions": {
-        "SerialNo": ("serial_no", TEXT),
-        "ConversionTime": ("conversion_time", WHOLE),
-    },
-}
-
-# Columns a CSV header or Parquet schema must have: without them no row of the file can be keyed.
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "sends": ("SerialNo", "Code", "SendTime"),
-    "conversions": ("SerialNo", "ConversionTime"),
-}
+from pipelines.warehouse.db import registered, transaction
+from pipelines.warehouse.sending_app_parse import (
+    KEY_COLUMNS, RAW_COLUMNS, Chunk, Kind, ReadEnd, ReadRequest, ReadStart, UnreadableFile, file_format,
+)
+from pipelines.warehouse.sending_app_reader import ParserDied, ParserProcess
 
 TABLES = {"sends": "raw.sends", "conversions": "raw.conversions"}
 
-FORMATS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson", ".csv": "csv", ".parquet": "parquet"}
-
-CHUNK_ROWS = 100_000
-NDJSON_BLOCK_BYTES = 32 << 20  # whole lines are added to reach a line end
-
-# Floats parsed from text are exact integers only below 2**53; a larger one is a rounded guess.
-_EXACT_FLOAT = 2.0**53
-_INT64_LIMIT = 2.0**63
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+BLOCK_BYTES = 16 << 20  # of a text file, parsed at once (whole records are added to reach a line end)
+CHUNK_ROWS = 100_000  # of a Parquet file, likewise
+ROW_GROUP_ROWS = 122_880  # DuckDB's
+INSERT_ROWS = 2 * ROW_GROUP_ROWS  # rows wait for an insert until there are this many, or the read ends
+# A file written to within this many seconds may end in a line still being written: that line
+# waits for its line end, or for the file to be left alone this long.
+SETTLE_SECONDS = 5.0
+# DuckDB's memory while files load (its cache of the tables grew past 300 MiB with a 10M-row
+# raw.sends, and a checkpoint after such a load took 200 MiB more).
+DUCKDB_MEMORY_LIMIT = "256MB"
+# The longest the parser may take to answer (to start, or to parse one block) before it is
+# stopped and the file reported.
+READ_TIMEOUT_SECONDS = 300.0
 
 
 @dataclasses.dataclass
 class SourceReport:
-    """What one call did: files matched, (re)loaded and skipped as unchanged; rows inserted and
-    quarantined by this call; and one line per problem, for a person to act on."""
+    """What one call did: files matched, read (whole or from where the last read ended) and
+    skipped as unchanged; records read, of which new rows inserted, records already loaded
+    (`duplicates`) and quarantine rows added; and one line per problem, for a person to act on."""
 
     kind: str
     files: int = 0
     loaded_files: int = 0
     unchanged_files: int = 0
+    records: int = 0
     rows: int = 0
+    duplicates: int = 0
     quarantined: int = 0
     problems: list[str] = dataclasses.field(default_factory=list)
 
 
-class UnreadableFile(Exception):
-    """A file that yields no records at all; the message says why, for a person to act on."""
-
-
 @dataclasses.dataclass
-class _Chunk:
-    """Records of one file: a frame of the API-named fields (text, or Parquet's types) and `_row`,
-    the record number; the records rejected before they had fields, as (row, reason, payload);
-    and the texts of records by their numbers, for the payloads of records rejected later."""
+class _Recorded:
+    """raw.source_files' row of a file: what it looked like and how far it was read."""
 
-    frame: pl.DataFrame
-    rejected: list[tuple[int, str, str]]
-    payloads: Callable[[list[int]], list[str]]
-
-
-@dataclasses.dataclass
-class _ParsedFile:
-    good: pl.DataFrame
-    bad: list[tuple[int, str, str]]
-    records: int
+    kind: str
+    size_bytes: int
+    mtime_ns: int
+    read_bytes: int | None
+    records: int | None
+    fingerprint: str | None
 
 
 def load_source_files(con: duckdb.DuckDBPyConnection, kind: Kind, pattern: str | None) -> SourceReport:
     """Load every file matching `pattern` (a glob; `~` and recursive `**` work, relative paths
     are taken from the current directory) into the raw table of `kind`.
 
-    The format follows the extension: .ndjson/.jsonl/.json (one object per line), .csv (a header
-    row) or .parquet. Fields are matched by their API names; unknown fields and columns are
-    ignored, a known one that is absent reads as null. Records are numbered from 0 in file order
-    (`source_row`, and `record_index` in raw.quarantine); blank lines and the CSV header are not
-    records.
+    The format follows the extension (after a rotation number such as .1): .ndjson/.jsonl/.json
+    (one object per line), .csv (a header row) or .parquet. Fields are matched by their API names;
+    unknown fields and columns are ignored, a known one that is absent reads as null. Records are
+    numbered from 0 in file order (`source_row`, and `record_index` in raw.quarantine); blank
+    lines and the CSV header are not records.
 
     Problems are reported, never raised: an empty pattern gives an empty report (the pipeline
     runs without these files), a pattern without matches a problem line, and each bad file one
-    line. Only files loaded this time report their quarantined rows; raw.quarantine keeps them.
-    A file that disappeared keeps its rows: the warehouse holds what was sent even after the
-    application rotates its logs away.
+    line. A file that disappeared keeps its rows: the warehouse holds what was sent even after
+    the application rotates its logs away.
     """
     report = SourceReport(kind)
     if not pattern:
@@ -134,16 +106,30 @@ def load_source_files(con: duckdb.DuckDBPyConnection, kind: Kind, pattern: str |
     if not paths:
         report.problems.append(f"no file matches {pattern}")
         return report
-    recorded = {
-        row[0]: tuple(row[1:])
-        for row in con.execute(
-            "select source_file, kind, size_bytes, mtime_ns from raw.source_files where source_file in (select unnest($paths))",
-            {"paths": paths},
-        ).fetchall()
-    }
-    for path in paths:
-        _load_file(con, kind, path, recorded.get(path), report)
+    with ParserProcess(READ_TIMEOUT_SECONDS) as parser, _memory_limited(con):
+        _load_paths(con, kind, paths, parser, report)
     return report
+
+
+@contextlib.contextmanager
+def _memory_limited(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DUCKDB_MEMORY_LIMIT for the block, and the checkpoint of what was loaded within it, when
+    the warehouse has DuckDB's default limit; a limit that someone set is left alone. (The
+    default is put back with RESET: DuckDB shows limits rounded, and setting what it shows
+    lowers the limit a little each time.)"""
+    current = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    with duckdb.connect() as fresh:
+        default = fresh.execute("select current_setting('memory_limit')").fetchone()[0]
+    if current != default:
+        yield
+        return
+    con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    try:
+        yield
+        if not lake.is_lake_connection(con):  # a lake's CHECKPOINT compacts files: its maintenance's job
+            con.execute("checkpoint")
+    finally:
+        con.execute("reset memory_limit")
 
 
 def matching_files(pattern: str) -> list[str]:
@@ -152,394 +138,242 @@ def matching_files(pattern: str) -> list[str]:
     return sorted(p for p in glob.glob(absolute, recursive=True) if os.path.isfile(p))
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, recorded: tuple | None, report: SourceReport) -> None:
-    """Reload one file if it changed. It is read before the transaction starts, so the warehouse
-    is held only for the writes; its size and mtime are taken before reading, so bytes appended
-    meanwhile make the next run reload it rather than be missed."""
+def _load_paths(con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[str], parser: ParserProcess,
+                report: SourceReport) -> None:
+    recorded = {
+        row[0]: _Recorded(*row[1:])
+        for row in con.execute(
+            "select source_file, kind, size_bytes, mtime_ns, read_bytes, records, fingerprint from raw.source_files "
+            "where source_file in (select unnest($paths))",
+            {"paths": paths},
+        ).fetchall()
+    }
+    for path in paths:
+        _load_file(con, kind, path, recorded.get(path), parser, report)
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, recorded: _Recorded | None,
+               parser: ParserProcess, report: SourceReport) -> None:
+    """Read what is new in one file and insert its new records. The size and mtime are taken
+    before reading, and the read stops at that size, so bytes appended meanwhile are read by the
+    next run rather than missed."""
     try:
-        before = os.stat(path)
-        if recorded == (kind, before.st_size, before.st_mtime_ns):
-            report.unchanged_files += 1
-            return
-        with open(path, "rb") as handle:
-            stat = os.fstat(handle.fileno())
-            parsed = parse_file(kind, path, handle)
+        stat = os.stat(path)
+        request = _request(kind, path, stat, recorded)
     except (OSError, UnreadableFile) as exc:
-        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        _record_unreadable(con, kind, path, cause)
-        report.quarantined += 1
-        report.problems.append(f"{path}: cannot be read, nothing loaded from it ({cause})")
+        _report_unreadable(con, kind, path, exc, 0, report)
         return
-    _replace_file_rows(con, kind, path, stat, parsed)
+    if request is None:
+        report.unchanged_files += 1
+        return
+    load = _FileLoad(con, kind, path, stat, report)
+    try:
+        for event in parser.read(request):
+            if isinstance(event, ReadStart):
+                load.loaded_through = event.records_before
+            elif isinstance(event, Chunk):
+                load.add(event)
+            else:
+                load.finish(event)
+    except (UnreadableFile, ParserDied) as exc:
+        load.finish(None)  # the chunks that came are whole: they load
+        _report_unreadable(con, kind, path, exc, load.loaded_through, report)
+        return
     report.loaded_files += 1
-    report.rows += parsed.good.height
-    report.quarantined += len(parsed.bad)
-    if parsed.bad:
-        row, reason, _ = parsed.bad[0]
+    if load.first_bad is not None:
+        row, reason = load.first_bad
         report.problems.append(
             f"{path}: malformed rows quarantined, the others loaded "
-            f"({len(parsed.bad)} bad rows of {parsed.records}; first at row {row}: {reason})"
+            f"({load.bad} bad rows of {load.records}; first at row {row}: {reason})"
         )
 
 
+def _request(kind: Kind, path: str, stat: os.stat_result, recorded: _Recorded | None) -> ReadRequest | None:
+    """What to read of the file, or None when it is unchanged since it was read to its end."""
+    parsed_as = file_format(path)
+    read_before = recorded is not None and recorded.kind == kind and recorded.read_bytes is not None
+    if read_before and (recorded.size_bytes, recorded.mtime_ns, recorded.read_bytes) == (
+            stat.st_size, stat.st_mtime_ns, stat.st_size):
+        return None
+    request = ReadRequest(
+        kind=kind, path=path, file_format=parsed_as, end=stat.st_size,
+        settled=time.time() - stat.st_mtime_ns / 1e9 >= SETTLE_SECONDS, block_bytes=BLOCK_BYTES, chunk_rows=CHUNK_ROWS,
+    )
+    if read_before and parsed_as != "parquet" and recorded.fingerprint is not None:
+        request.start, request.records_before, request.fingerprint = recorded.read_bytes, recorded.records, recorded.fingerprint
+    return request
+
+
+class _FileLoad:
+    """The chunks of one file's read on their way into the warehouse. Rows wait until whole
+    DuckDB row groups can be inserted: an insert that ends in a part of a row group makes every
+    later commit rewrite it, which doubled the cost of loading. Each insert is one transaction,
+    with the rejected records and the progress of the chunks it completes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result,
+                 report: SourceReport):
+        self.con, self.kind, self.path, self.stat, self.report = con, kind, path, stat, report
+        self.pending: list[pl.DataFrame] = []
+        self.waiting: list[tuple[Chunk, int]] = []  # chunks not wholly inserted, and the pending rows through each
+        self.records = self.bad = 0
+        self.first_bad: tuple[int, str] | None = None
+        self.loaded_through = 0  # the records before the end of the last chunk inserted
+
+    def add(self, chunk: Chunk) -> None:
+        self.pending.append(chunk.good)
+        pending_rows = sum(frame.height for frame in self.pending)
+        self.waiting.append((chunk, pending_rows))
+        self.records += chunk.records
+        self.bad += len(chunk.bad)
+        if self.first_bad is None and chunk.bad:
+            self.first_bad = chunk.bad[0][:2]
+        self.report.records += chunk.records
+        if pending_rows >= INSERT_ROWS:
+            self._insert(pending_rows - pending_rows % ROW_GROUP_ROWS, None)
+
+    def finish(self, end: ReadEnd | None) -> None:
+        """Insert all that waits; `end` is where the read ended (None after a failure: then the
+        progress is that of the last chunk that came)."""
+        self._insert(sum(frame.height for frame in self.pending), end)
+
+    def _insert(self, rows: int, end: ReadEnd | None) -> None:
+        pending = pl.concat(self.pending) if self.pending else None
+        done = [chunk for chunk, through in self.waiting if through <= rows]
+        self.waiting = [(chunk, through - rows) for chunk, through in self.waiting if through > rows]
+        rest = pending.slice(rows) if pending is not None else None
+        self.pending = [rest] if rest is not None and rest.height else []
+        bad = pl.DataFrame(
+            [entry for chunk in done for entry in chunk.bad],
+            schema={"record_index": pl.Int32, "reason": pl.String, "payload": pl.String}, orient="row",
+        ).with_columns(source=pl.lit(self.kind), batch_id=pl.lit(self.path))
+        progress = end or (done[-1] if done else None)
+        inserted = pending.head(rows) if pending is not None and rows else None
+        new_rows, new_bad = self._commit(inserted, bad, progress, end is not None)
+        if inserted is not None:
+            self.report.duplicates += inserted.height - new_rows
+        self.report.rows += new_rows
+        self.report.quarantined += new_bad
+        if done:
+            self.loaded_through = done[-1].next_record
+
+    @lake.retry_conflicts
+    def _commit(self, inserted: pl.DataFrame | None, bad: pl.DataFrame, progress: Chunk | ReadEnd | None,
+                read_to_end: bool) -> tuple[int, int]:
+        """One transaction: the new rows and rejected records, and the file's progress; returns
+        the rows and quarantine rows added."""
+        new_rows = new_bad = 0
+        with transaction(self.con):
+            if inserted is not None:
+                new_rows = _insert_new(self.con, self.kind, inserted, self.path)
+            if bad.height:
+                new_bad = _quarantine_new(self.con, bad)
+            if progress is not None:
+                _record_progress(self.con, self.kind, self.path, self.stat, progress.consumed, progress.next_record,
+                                 progress.fingerprint, new_rows, new_bad)
+            if read_to_end:
+                self.con.execute("delete from raw.quarantine where source = ? and batch_id = ? and record_index = -1",
+                                 [self.kind, self.path])
+        return new_rows, new_bad
+
+
+def _insert_new(con: duckdb.DuckDBPyConnection, kind: Kind, frame: pl.DataFrame, path: str) -> int:
+    """Insert the rows whose key is neither in the table nor on an earlier row of `frame`;
+    returns how many. The keys already there are looked up first, and the others inserted by a
+    plain insert: inserting straight from an anti-join cost half again as much. (Not
+    db.insert_frame: the file's name goes in as one constant rather than a column of copies.)"""
+    table = TABLES[kind]
+    first = _first_of_each_key(kind, frame)
+    names = ", ".join(first.columns)
+    with registered(con, "_incoming", first):
+        existing = [row for (row,) in con.execute(f"select i.source_row from _incoming i join {table} t "
+                                                  f"on {_same(KEY_COLUMNS[kind])} where {_HAS_KEY[kind]}").fetchall()]
+        if kind == "sends" and first.height > first.filter(pl.col("serial_no").fill_null("").str.strip_chars() != "").height:
+            # A failed send is its whole content; equal content means an equal SendTime, so
+            # DuckDB reads only the row groups of those times.
+            existing += [row for (row,) in con.execute(f"select i.source_row from _incoming i join {table} t "
+                                                       f"on {_same(RAW_COLUMNS[kind])} where not ({_HAS_KEY[kind]})").fetchall()]
+        if len(existing) < first.height:
+            con.execute(
+                f"insert into {table} ({names}, source_file) select {names}, $path from _incoming"
+                + (" where source_row not in (select unnest($existing))" if existing else ""),
+                {"path": path, **({"existing": existing} if existing else {})},
+            )
+    return first.height - len(existing)
+
+
+def _first_of_each_key(kind: Kind, frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `frame` whose key no earlier row has, in file order."""
+    if kind == "conversions":
+        return frame.filter(pl.struct(KEY_COLUMNS[kind]).is_first_distinct())
+    failed = pl.col("serial_no").fill_null("").str.strip_chars() == ""
+    if frame.filter(failed).is_empty():
+        return frame.filter(pl.struct(KEY_COLUMNS[kind]).is_first_distinct())
+    return pl.concat([
+        frame.filter(~failed).filter(pl.struct(KEY_COLUMNS[kind]).is_first_distinct()),
+        frame.filter(failed).filter(pl.struct(RAW_COLUMNS[kind]).is_first_distinct()),
+    ]).sort("source_row")
+
+
+def _same(columns: list[str]) -> str:
+    return " and ".join(f"t.{column} is not distinct from i.{column}" for column in columns)
+
+
+# Which incoming rows are keyed by KEY_COLUMNS: a failed send (no SerialNo) is keyed by its content.
+_HAS_KEY = {"sends": "coalesce(trim(i.serial_no), '') <> ''", "conversions": "true"}
+
+
+def _quarantine_new(con: duckdb.DuckDBPyConnection, bad: pl.DataFrame) -> int:
+    """Rejected records not quarantined before: the same text at the same record number of the
+    same file is the same rejected record, however often the file is read."""
+    with registered(con, "_rejected", bad):
+        return con.execute(
+            "insert into raw.quarantine (source, reason, payload, batch_id, record_index) "
+            "select r.source, r.reason, r.payload, r.batch_id, r.record_index from _rejected r "
+            "anti join (select source, batch_id, record_index, payload from raw.quarantine "
+            "           where batch_id = (select any_value(batch_id) from _rejected)) q "
+            "on r.source = q.source and r.batch_id = q.batch_id and r.record_index = q.record_index "
+            "and r.payload is not distinct from q.payload"
+        ).fetchone()[0]
+
+
+def _record_progress(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result, consumed: int,
+                     next_record: int, fingerprint: str | None, new_rows: int, new_bad: int) -> None:
+    # MERGE, not `on conflict`: a lake's table has no primary key (db.upsert_frame; here rows and
+    # quarantined add up over reads)
+    con.execute(
+        "merge into raw.source_files t using (select ? as source_file, ? as kind, ?::bigint as size_bytes, "
+        "?::bigint as mtime_ns, ?::bigint as read_bytes, ?::bigint as records, ?::varchar as fingerprint, "
+        "?::integer as rows, ?::integer as quarantined) s on (t.source_file = s.source_file) "
+        "when matched then update set kind = s.kind, size_bytes = s.size_bytes, mtime_ns = s.mtime_ns, "
+        "read_bytes = s.read_bytes, records = s.records, fingerprint = s.fingerprint, rows = t.rows + s.rows, "
+        "quarantined = t.quarantined + s.quarantined, loaded_at = now() "
+        "when not matched then insert (source_file, kind, size_bytes, mtime_ns, read_bytes, records, fingerprint, "
+        "rows, quarantined) values (s.source_file, s.kind, s.size_bytes, s.mtime_ns, s.read_bytes, s.records, "
+        "s.fingerprint, s.rows, s.quarantined)",
+        [path, kind, stat.st_size, stat.st_mtime_ns, consumed, next_record, fingerprint, new_rows, new_bad],
+    )
+
+
+def _report_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, exc: Exception, loaded_through: int,
+                       report: SourceReport) -> None:
+    """One problem line, and one quarantine row per file (replacing an earlier one). Rows loaded
+    before stay, and raw.source_files still says how far the file was read, so it is tried again
+    on every run from there until it reads."""
+    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    _replace_unreadable_row(con, kind, path, cause)
+    report.quarantined += 1
+    if loaded_through > 0:
+        report.problems.append(f"{path}: cannot be read past record {loaded_through}, the records before it "
+                               f"loaded ({cause})")
+    else:
+        report.problems.append(f"{path}: cannot be read, nothing loaded from it ({cause})")
+
+
 @lake.retry_conflicts
-def _record_unreadable(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, cause: str) -> None:
-    """Put the failure in raw.quarantine, replacing an earlier one for the file. Rows loaded
-    from an earlier readable version stay, and raw.source_files still describes that version,
-    so the file is tried again on every run until it reads."""
+def _replace_unreadable_row(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, cause: str) -> None:
     with transaction(con):
         con.execute("delete from raw.quarantine where source = ? and batch_id = ? and record_index = -1", [kind, path])
         con.execute(
             "insert into raw.quarantine (source, reason, payload, batch_id, record_index) values (?, ?, null, ?, -1)",
             [kind, f"file cannot be read: {cause}", path],
         )
-
-
-@lake.retry_conflicts
-def _replace_file_rows(con: duckdb.DuckDBPyConnection, kind: Kind, path: str, stat: os.stat_result, parsed: _ParsedFile) -> None:
-    table = TABLES[kind]
-    columns = [column for column, _ in FIELDS[kind].values()]
-    bad = pl.DataFrame(
-        parsed.bad, schema={"record_index": pl.Int32, "reason": pl.String, "payload": pl.String}, orient="row"
-    ).with_columns(source=pl.lit(kind), batch_id=pl.lit(path))
-    with transaction(con):
-        con.execute(f"delete from {table} where source_file = ?", [path])
-        con.execute("delete from raw.quarantine where source = ? and batch_id = ?", [kind, path])
-        insert_frame(con, table, parsed.good.select(*columns, "source_row", source_file=pl.lit(path)))
-        insert_frame(con, "raw.quarantine", bad)
-        upsert_frame(con, "raw.source_files", pl.DataFrame(
-            [(path, kind, stat.st_size, stat.st_mtime_ns, parsed.good.height, len(parsed.bad),
-              dt.datetime.now(dt.UTC))],
-            schema={"source_file": pl.String, "kind": pl.String, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
-                    "rows": pl.Int32, "quarantined": pl.Int32, "loaded_at": pl.Datetime("us", "UTC")},
-            orient="row"), key=["source_file"])
-
-
-def parse_file(kind: Kind, path: str, handle: IO[bytes]) -> _ParsedFile:
-    """Every record of one open file, split into typed good rows and quarantined ones."""
-    extension = os.path.splitext(path)[1].lower()
-    file_format = FORMATS.get(extension)
-    if file_format is None:
-        raise UnreadableFile(f"unsupported file type {extension or '(none)'}: expected one of {', '.join(FORMATS)}")
-    chunks = {"ndjson": _ndjson_chunks, "csv": _csv_chunks, "parquet": _parquet_chunks}[file_format](kind, handle)
-    goods: list[pl.DataFrame] = []
-    bad: list[tuple[int, str, str]] = []
-    records = 0
-    for chunk in chunks:
-        good, rejected = _validate(kind, chunk.frame)
-        goods.append(good)
-        rows, reasons = rejected.get_column("source_row").to_list(), rejected.get_column("_reason").to_list()
-        bad.extend(sorted(chunk.rejected + list(zip(rows, reasons, chunk.payloads(rows) if rows else []))))
-        records += chunk.frame.height + len(chunk.rejected)
-    if not goods:
-        goods.append(_validate(kind, pl.DataFrame(schema={**dict.fromkeys(FIELDS[kind], pl.String), "_row": pl.Int32}))[0])
-    return _ParsedFile(pl.concat(goods), bad, records)
-
-
-def _ndjson_chunks(kind: Kind, handle: IO[bytes]) -> Iterator[_Chunk]:
-    """One JSON object per line; blank lines are not records. Polars reads a block of whole
-    lines at once, every field as text (so 12, "12" and 12.0 all reach the conversions as "12").
-    When it returns a row per line, the block needs nothing more; otherwise it is split into
-    lines, without the blank ones, and read again, line by line only if that fails too."""
-    fields = list(FIELDS[kind])
-    base = 0
-    while block := handle.read(NDJSON_BLOCK_BYTES) + handle.readline():
-        frame = _json_lines(fields, block, block.count(b"\n") + (not block.endswith(b"\n")))
-        if frame is not None:
-            frame = frame.with_columns(pl.int_range(base, base + frame.height, dtype=pl.Int32).alias("_row"))
-            yield _Chunk(frame, [], lambda rows, block=block, base=base: _line_texts(block.split(b"\n"), rows, base))
-            base += frame.height
-            continue
-        records = [line for line in block.split(b"\n") if line.strip()]
-        frame = _json_lines(fields, b"\n".join(records), len(records))
-        if frame is not None:
-            frame = frame.with_columns(pl.int_range(base, base + frame.height, dtype=pl.Int32).alias("_row"))
-            rejected: list[tuple[int, str, str]] = []
-        else:
-            frame, rejected = _json_lines_one_by_one(fields, records, base)
-        yield _Chunk(frame, rejected, lambda rows, records=records, base=base: _line_texts(records, rows, base))
-        base += len(records)
-
-
-def _json_lines(fields: list[str], data: bytes, lines: int) -> pl.DataFrame | None:
-    """The fields of each of `lines` lines as text, or None unless each is one JSON object."""
-    schema = dict.fromkeys(fields, pl.String)
-    if not lines:
-        return pl.DataFrame(schema=schema)
-    try:
-        frame = pl.read_ndjson(data, schema=schema)
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
-        return None
-    return frame if frame.height == lines else None
-
-
-def _json_lines_one_by_one(fields: list[str], lines: list[bytes], base: int) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-    """orjson finds the lines that are not JSON objects; polars then reads the others as usual.
-    Lines polars still refuses (where the two parsers disagree) are read alone, and quarantined
-    if that fails too."""
-    rejected: list[tuple[int, str, str]] = []
-    objects: list[int] = []
-    for offset, line in enumerate(lines):
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            rejected.append((base + offset, f"not valid JSON: {exc.msg} at column {exc.colno}", _line_text(line)))
-            continue
-        if type(value) is dict:
-            objects.append(offset)
-        else:
-            rejected.append((base + offset, "not a JSON object", _line_text(line)))
-    frame = _json_lines(fields, b"\n".join(lines[offset] for offset in objects), len(objects))
-    if frame is not None:
-        return frame.with_columns(pl.Series("_row", [base + offset for offset in objects], dtype=pl.Int32)), rejected
-    frames = [pl.DataFrame(schema={**dict.fromkeys(fields, pl.String), "_row": pl.Int32})]
-    for offset in objects:
-        single = _json_lines(fields, lines[offset], 1)
-        if single is None:
-            rejected.append((base + offset, "not readable as a JSON object", _line_text(lines[offset])))
-        else:
-            frames.append(single.with_columns(pl.lit(base + offset, dtype=pl.Int32).alias("_row")))
-    return pl.concat(frames), rejected
-
-
-def _line_texts(lines: list[bytes], rows: list[int], base: int) -> list[str]:
-    return [_line_text(lines[row - base]) for row in rows]
-
-
-def _line_text(line: bytes) -> str:
-    return line.rstrip(b"\r\n").decode("utf-8", "replace")
-
-
-def _csv_chunks(kind: Kind, handle: IO[bytes]) -> Iterator[_Chunk]:
-    """A header row, then records of exactly as many fields; blank lines are not records.
-
-    Polars parses the file when it is regular. It pads a short record with empty fields instead
-    of failing, so regularity is proven by counting: every comma in the file is either a field
-    separator, (width - 1) per record, or inside a quoted value. Any other file (or one with a
-    carriage return that does not end a line, which polars would not take as a line end) is read
-    record by record with the csv module, so a ragged or undecodable record spoils only itself.
-    """
-    data = handle.read()
-    table = _regular_csv(data.rstrip(b"\r\n")) if data.count(b"\r") == data.count(b"\r\n") else None
-    if table is None:
-        yield from _csv_records(kind, data)
-        return
-    if table.height == 0:
-        return
-    positions = _csv_header(kind, list(table.row(0)))
-    rows = table.slice(1)
-    columns = [
-        rows.get_column(rows.columns[positions[field]]).alias(field) if field in positions
-        else pl.lit(None, dtype=pl.String).alias(field)
-        for field in FIELDS[kind]
-    ]
-    frame = rows.select(*columns, pl.int_range(0, rows.height, dtype=pl.Int32).alias("_row"))
-    yield _Chunk(frame, [], lambda numbers: [_csv_text(list(rows.row(number))) for number in numbers])
-
-
-def _regular_csv(data: bytes) -> pl.DataFrame | None:
-    """Every record (the header first) as text, or None unless all have the same width."""
-    try:
-        table = pl.read_csv(data, has_header=False, infer_schema=False, empty_string_is_null=False, raise_if_empty=False)
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
-        return None
-    quoted = sum(table.get_column(name).str.count_matches(",", literal=True).fill_null(0).sum() for name in table.columns)
-    return table if data.count(b",") == (table.width - 1) * table.height + quoted else None
-
-
-def _csv_header(kind: Kind, header: list[str]) -> dict[str, int]:
-    """Where each known field is, or why the header cannot be used."""
-    names = [name.strip() for name in header]
-    for field in FIELDS[kind]:
-        if names.count(field) > 1:
-            raise UnreadableFile(f"the header names {field} {names.count(field)} times")
-    _require_columns(kind, names, "the header")
-    return {field: names.index(field) for field in FIELDS[kind] if field in names}
-
-
-def _csv_records(kind: Kind, data: bytes) -> Iterator[_Chunk]:
-    """The csv module's reading of an irregular file, in chunks of CHUNK_ROWS records."""
-    try:
-        text = data.decode("utf-8-sig")
-        undecodable = False
-    except UnicodeDecodeError:
-        text = data.decode("utf-8-sig", "surrogateescape")
-        undecodable = True
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise UnreadableFile(f"the header row is not CSV: {exc}") from None
-    if header is None:
-        return
-    if undecodable and _NOT_UTF8.search("".join(header)):
-        raise UnreadableFile("the header row is not UTF-8")
-    positions = _csv_header(kind, header)
-    width = len(header)
-    base = 0
-    while True:
-        block = _csv_block(reader)
-        if not block:
-            return
-        kept: list[list[str]] = []
-        rows: list[int] = []
-        rejected: list[tuple[int, str, str]] = []
-        for offset, record in enumerate(block):
-            if isinstance(record, str):
-                rejected.append((base + offset, f"not CSV: {record}", ""))
-            elif len(record) != width:
-                rejected.append((base + offset, f"{len(record)} fields where the header has {width}", _csv_text(record)))
-            elif undecodable and _NOT_UTF8.search("".join(record)):
-                rejected.append((base + offset, "not valid UTF-8", _csv_text(record)))
-            else:
-                kept.append(record)
-                rows.append(base + offset)
-        columns = [
-            pl.Series(field, [record[positions[field]] for record in kept], dtype=pl.String) if field in positions
-            else pl.Series(field, [None] * len(kept), dtype=pl.String)
-            for field in FIELDS[kind]
-        ]
-        frame = pl.DataFrame([*columns, pl.Series("_row", rows, dtype=pl.Int32)])
-        yield _Chunk(frame, rejected, lambda numbers, block=block, start=base: [_csv_text(block[n - start]) for n in numbers])
-        base += len(block)
-
-
-def _csv_block(reader: Any) -> list[list[str] | str]:
-    """Up to CHUNK_ROWS non-blank records. A record the csv module cannot parse takes its place
-    as its error message, and reading goes on with the next line."""
-    block: list[list[str] | str] = []
-    while len(block) < CHUNK_ROWS:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            block.append(str(exc))
-            continue
-        if record:
-            block.append(record)
-    return block
-
-
-def _csv_text(record: list[str] | str) -> str:
-    if isinstance(record, str):
-        return ""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(record)
-    return out.getvalue().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _parquet_chunks(kind: Kind, handle: IO[bytes]) -> Iterator[_Chunk]:
-    """Typed columns, converted by the same rules as text; only the known columns are read."""
-    data = io.BytesIO(handle.read())
-    try:
-        schema = pl.read_parquet_schema(data)
-        _require_columns(kind, list(schema), "the schema")
-        data.seek(0)
-        table = pl.read_parquet(data, columns=[name for name in schema if name in FIELDS[kind]])
-    except UnreadableFile:
-        raise
-    except (Exception, pl.exceptions.PanicException) as exc:  # a corrupt file fails in many ways
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UnreadableFile(f"not a readable Parquet file: {first_line}") from None
-    frame = table.with_columns(
-        *[pl.lit(None, dtype=pl.String).alias(field) for field in FIELDS[kind] if field not in schema],
-        pl.int_range(0, table.height, dtype=pl.Int32).alias("_row"),
-    )
-    yield _Chunk(frame, [], lambda rows: [orjson.dumps(table.row(row, named=True), default=str).decode() for row in rows])
-
-
-def _require_columns(kind: Kind, names: list[str], where: str) -> None:
-    missing = [field for field in REQUIRED_COLUMNS[kind] if field not in names]
-    if missing:
-        raise UnreadableFile(f"{where} has no {', '.join(missing)} column (it has: {', '.join(names) or 'nothing'})")
-
-
-def _validate(kind: Kind, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Typed raw rows (`source_row` and the raw column names) and the rejected (row, reason).
-
-    A row is rejected for the first of: a value that cannot be converted, in field order; then a
-    missing key. A send needs SendTime, and a SerialNo unless its Code reports a failure (a failed
-    submission has no SerialNo, and is kept); a conversion needs SerialNo and ConversionTime.
-    """
-    columns = [frame.get_column("_row").alias("source_row")]
-    reasons: list[pl.Series] = []
-    for field, (column, dtype) in FIELDS[kind].items():
-        value, reason = (_as_text if dtype == TEXT else _as_whole)(frame.get_column(field), field)
-        columns.append(value.alias(column))
-        if reason is not None:
-            reasons.append(reason)
-    typed = pl.DataFrame(columns)
-    serial_missing = pl.col("serial_no").is_null() | (pl.col("serial_no").str.strip_chars() == "")
-    if kind == "sends":
-        code = pl.col("code").str.strip_chars()
-        keys = [
-            pl.when(pl.col("send_time").is_null()).then(pl.lit("missing SendTime")),
-            pl.when(serial_missing & (code == "Ok")).then(pl.lit("missing SerialNo on a send with Code Ok")),
-            pl.when(serial_missing & (code.is_null() | (code == ""))).then(pl.lit("missing SerialNo and Code")),
-        ]
-    else:
-        keys = [
-            pl.when(serial_missing).then(pl.lit("missing SerialNo")),
-            pl.when(pl.col("conversion_time").is_null()).then(pl.lit("missing ConversionTime")),
-        ]
-    checked = typed.with_columns(pl.coalesce(*[pl.lit(reason) for reason in reasons], *keys).alias("_reason"))
-    good = checked.filter(pl.col("_reason").is_null()).drop("_reason")
-    rejected = checked.filter(pl.col("_reason").is_not_null()).select("source_row", "_reason")
-    return good, rejected
-
-
-def _is_texty(dtype: Any) -> bool:
-    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum) or dtype.is_decimal()
-
-
-def _as_text(series: pl.Series, field: str) -> tuple[pl.Series, pl.Series | None]:
-    """Text as it is (NDJSON values of other JSON types arrive as their JSON text). A Parquet
-    number is written in decimal, without the ".0" of a float that holds a whole number."""
-    dtype = series.dtype
-    if dtype == pl.Null or dtype == pl.Boolean or _is_texty(dtype) or dtype.is_integer():
-        return series.cast(pl.String), None
-    if dtype.is_float():
-        whole = _whole_floats(series, _INT64_LIMIT)
-        return whole.cast(pl.String).fill_null(series.cast(pl.String)), None
-    return pl.Series([None] * len(series), dtype=pl.String), _where(series.is_not_null(), f"{field} is {dtype}, not text")
-
-
-def _as_whole(series: pl.Series, field: str) -> tuple[pl.Series, pl.Series | None]:
-    """Whole numbers from integers, from floats without a fraction, and from text of either
-    ("1620734188", " 1620734188.0"; empty text is null); anything else is a reason naming the
-    value. The float reading of text is only tried where the integer reading failed."""
-    dtype = series.dtype
-    if dtype == pl.Null:
-        return series.cast(pl.Int64), None
-    if dtype.is_integer():
-        given, whole = series, series.cast(pl.Int64, strict=False)
-    elif dtype.is_float():
-        given, whole = series, _whole_floats(series, _INT64_LIMIT)
-    elif _is_texty(dtype):
-        given = series.cast(pl.String).str.strip_chars().replace("", None)
-        whole = given.cast(pl.Int64, strict=False)
-        if (given.is_not_null() & whole.is_null()).any():
-            whole = whole.fill_null(_whole_floats(given.cast(pl.Float64, strict=False), _EXACT_FLOAT))
-    else:
-        return pl.Series([None] * len(series), dtype=pl.Int64), _where(series.is_not_null(), f"{field} is {dtype}, not a whole number")
-    failed = given.is_not_null() & whole.is_null()
-    if not failed.any():
-        return whole, None
-    shown = given.cast(pl.String).str.slice(0, 40)
-    reason = pl.DataFrame({"failed": failed, "shown": shown}).select(
-        pl.when("failed").then(pl.format(f"{field} '{{}}' is not a whole number", "shown"))
-    )
-    return whole, reason.to_series()
-
-
-def _whole_floats(series: pl.Series, limit: float) -> pl.Series:
-    """The floats that hold a whole number below `limit` in magnitude, as integers; else null."""
-    exact = series.is_finite() & (series == series.round()) & (series.abs() < limit)
-    return pl.DataFrame({"exact": exact, "value": series}).select(
-        pl.when("exact").then(pl.col("value").cast(pl.Int64, strict=False))
-    ).to_series()
-
-
-def _where(mask: pl.Series, reason: str) -> pl.Series:
-    return pl.DataFrame({"mask": mask}).select(pl.when("mask").then(pl.lit(reason))).to_series()

@@ -95,7 +95,11 @@ create table if not exists raw.statistics_hourly (
     pulled_at timestamptz not null
 );
 
--- The sending application's SendSms log and conversion events, one row per input record.
+-- The sending application's SendSms log and conversion events: one row per record key, inserted
+-- once and never deleted (re-reading, rotating or rewriting a file adds only records not seen).
+-- The key: serial_no and phone_number for a send with a SerialNo, the whole content for a failed
+-- send without one, serial_no and conversion_time for a conversion.
+-- source_file and source_row: where the record was first read.
 create table if not exists raw.sends (
     serial_no varchar,
     phone_number varchar,
@@ -119,7 +123,9 @@ create table if not exists raw.conversions (
     source_row integer not null
 );
 
--- Input files already loaded, so an unchanged file is not read again.
+-- Input files read so far: an unchanged file is not read again, and a file that only grew is
+-- read from read_bytes on (records: how many records came before it) when the fingerprint of
+-- the part before it still matches. rows and quarantined: what the file added, all reads.
 create table if not exists raw.source_files (
     source_file varchar primary key,
     kind varchar not null,
@@ -127,8 +133,16 @@ create table if not exists raw.source_files (
     mtime_ns bigint not null,
     rows integer not null,
     quarantined integer not null,
-    loaded_at timestamptz not null default current_timestamp
+    loaded_at timestamptz not null default current_timestamp,
+    read_bytes bigint,
+    records bigint,
+    fingerprint varchar
 );
+
+-- Warehouses made before read positions were kept.
+alter table raw.source_files add column if not exists read_bytes bigint;
+alter table raw.source_files add column if not exists records bigint;
+alter table raw.source_files add column if not exists fingerprint varchar;
 
 -- Records that could not be keyed or parsed, with the reason. Nothing is dropped silently.
 create table if not exists raw.quarantine (

@@ -4,55 +4,19 @@ stops on SIGTERM. Real processes, real signals, the simulator over loopback."""
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+from support import Running
 
 from assets.options import WAREHOUSE_POOL
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Sync:
-    """One `smsledger sync` process, its output collected as it comes."""
-
-    def __init__(self, env: dict[str, str]):
-        self.process = subprocess.Popen([sys.executable, "-u", "-m", "pipelines.app.cli", "sync"], env=env, cwd=REPO,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return True
-            if self.process.poll() is not None:
-                self._reader.join(timeout=5)
-                return any(text in line for line in self.lines)
-            time.sleep(0.1)
-        return False
-
-    def finish(self, timeout: float) -> int:
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +44,7 @@ def pool_holders(home: Path) -> list[str]:
         return [slot.run_id for slot in instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots]
 
 
-def wait_until_holding(sync: Sync, home: Path, timeout: float = 120) -> bool:
+def wait_until_holding(sync: Running, home: Path, timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sync.process.poll() is None:
         if pool_holders(home):
@@ -94,7 +58,7 @@ def test_a_sync_killed_in_a_pooled_step_never_blocks_the_next(setup):
     env, home, root = setup
     kills = 0
     for delay in (0.0, 1.5, 4.0):
-        sync = Sync(env)
+        sync = Running(env, "sync")
         assert wait_until_holding(sync, home), sync.output()
         time.sleep(delay)
         if sync.process.poll() is None:
@@ -105,7 +69,7 @@ def test_a_sync_killed_in_a_pooled_step_never_blocks_the_next(setup):
     assert pool_holders(home), "a killed run should have left its slot behind"
 
     started = time.monotonic()
-    after = Sync(env)
+    after = Running(env, "sync")
     assert after.finish(timeout=300) == 0, after.output()
     assert "released the warehouse from run" in after.output()
     assert time.monotonic() - started < 240
@@ -119,9 +83,9 @@ def test_a_sync_killed_in_a_pooled_step_never_blocks_the_next(setup):
 @pytest.mark.slow
 def test_a_waiting_sync_names_the_holder_and_stops_on_sigterm(setup):
     env, home, _ = setup
-    holder = Sync(env)
+    holder = Running(env, "sync")
     assert wait_until_holding(holder, home), holder.output()
-    waiter = Sync(env)
+    waiter = Running(env, "sync")
     try:
         if not waiter.wait_for("waiting", timeout=60):
             pytest.skip("the first sync finished before the second had to wait; nothing to observe")
@@ -136,6 +100,6 @@ def test_a_waiting_sync_names_the_holder_and_stops_on_sigterm(setup):
             if sync.process.poll() is None:
                 sync.process.send_signal(signal.SIGKILL)
                 sync.finish(timeout=30)
-    last = Sync(env)
+    last = Running(env, "sync")
     assert last.finish(timeout=300) == 0, last.output()
     assert pool_holders(home) == []

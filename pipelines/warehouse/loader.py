@@ -124,9 +124,10 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
                on_frame: Callable[[int], None] | None = None) -> LoadReport:
     """Load a group of spool files in one transaction, then remove them."""
     report = LoadReport()
-    ids = [f.batch_id for f in files]
-    known = {row[0] for row in con.execute(
-        "select batch_id from raw.batches where batch_id in (select unnest($ids))", {"ids": ids}).fetchall()}
+    ids = pl.DataFrame({"batch_id": [f.batch_id for f in files]}, schema={"batch_id": pl.Utf8})
+    with registered(con, "_batch_ids", ids):  # (a frame: binding thousands of ids as a list parameter is slow)
+        known = {row[0] for row in con.execute(
+            "select batch_id from raw.batches where batch_id in (select batch_id from _batch_ids)").fetchall()}
     todo = [f for f in files if f.batch_id not in known]
     report.skipped_batches = len(files) - len(todo)
     ledger: list[dict[str, Any]] = []
@@ -388,7 +389,11 @@ def _unkeyed(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _record_channels(con: duckdb.DuckDBPyConnection, receipts: pl.DataFrame) -> None:
-    """Which channels pushed receipts arrived by (raw.receipt_channels), before they are stored."""
+    """Which channels pushed receipts arrived by (raw.receipt_channels), before they are stored.
+    Receipts that all came by pull matter only if some receipt ever came by push."""
+    if not receipts["action"].is_in(list(callbacks.ACTIONS)).any() and not con.execute(
+            "select exists (select 1 from raw.receipt_channels where channel = 'callback')").fetchone()[0]:
+        return
     arrivals = receipts.select(
         "record_key",
         channel=pl.when(pl.col("action").is_in(list(callbacks.ACTIONS))).then(pl.lit("callback")).otherwise(pl.lit("pull")),

@@ -8,6 +8,7 @@ transaction, so materializing a partition twice gives the same rows.
 from __future__ import annotations
 
 import dataclasses
+import time
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -74,7 +75,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     report = StagingReport()
     tz = days.tz
 
-    sends = con.execute(sql_text("staging/sends_for_days"), days.seconds()).pl()
+    sends = con.execute(sql_text("staging/sends_for_days"), {**days.seconds(), "now_s": int(time.time())}).pl()
     sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
     report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
     sends = (
@@ -93,8 +94,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
 
     day_serials = sends.filter(ok).select("serial_no", "send_date")
     with registered(con, "_day_serials", day_serials):
-        receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
-    receipts = receipts.join(day_serials, on="serial_no", how="left")
+        receipts = con.execute("select r.*, d.send_date from raw.send_status r join _day_serials d using (serial_no)").pl()
 
     orphans = con.execute(sql_text("staging/orphan_receipts"), {**days.instants(), **days.seconds()}).pl()
     orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")

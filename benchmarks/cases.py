@@ -753,7 +753,38 @@ def bench_normalize(ctx: Context) -> dict:
     }
 
 
+# -- end to end beside the reference paths (issue 10) ----------------------------------------------
+
+
+def bench_end_to_end_vs_references(ctx: Context, n_receipts: int) -> dict:
+    from benchmarks.compare import PATHS, compare, table
+
+    repetitions = 1 if ctx.quick else 3
+    report = compare(n_receipts, repetitions, data=ctx.work / f"receipts-{n_receipts}" / "data",
+                     work=ctx.work / f"compare-{n_receipts}", log=ctx.log)
+    metrics = []
+    for path in PATHS:
+        runs = [r for r in report["runs"][path] if r["complete"]]
+        metrics += [
+            metric(f"{path}: receipts/s (wall)", [n_receipts / r["wall_seconds"] for r in runs], "rows/s"),
+            metric(f"{path}: CPU seconds", [r["cpu_seconds"] for r in runs], "s"),
+            metric(f"{path}: peak RSS", [r["peak_rss_kib"] / KIB_PER_MIB for r in runs], "MiB"),
+        ]
+    return {
+        "title": f"end_to_end_vs_references_{n_receipts // 1_000_000}m",
+        "what": "smsledger end to end (load + sends log + per-day staging) beside dlt's parquet and pyarrow loads "
+                "and a bare polars -> DuckDB path with our normalization and dedupe, on the same receipts",
+        "how": "benchmarks/compare.py: each path in a fresh process, one after the other; CPU seconds and peak RSS "
+               "from wait4 (smsledger: the largest phase VmHWM)",
+        "repetitions": repetitions,
+        "metrics": metrics,
+        "notes": [table(report)],
+    }
+
+
 BENCHMARKS: dict[str, Callable[[Context], dict]] = {
+    "end_to_end_vs_references_1m": lambda ctx: bench_end_to_end_vs_references(ctx, 1_000_000),
+    "end_to_end_vs_references_10m": lambda ctx: bench_end_to_end_vs_references(ctx, 10_000_000),
     "normalize_and_load_1m": lambda ctx: bench_normalize_and_load(ctx, 1_000_000),
     "normalize_and_load_10m": lambda ctx: bench_normalize_and_load(ctx, 10_000_000),
     "drain_vs_rate_limit": bench_drain_vs_rate_limit,

@@ -5,7 +5,9 @@
 Paths (each repetition in a fresh process, one after the other):
   smsledger       benchmarks/load_child.py: load_spool, the sends log and conversions, then
                   build_messages one day at a time (what the daily partitions do);
-  dlt_parquet, dlt_pyarrow, polars_duckdb   benchmarks/references.py (what each does is said there).
+  dlt_parquet, dlt_pyarrow, polars_duckdb   benchmarks/references.py (what each does is said there);
+  smsledger@COMMIT (with --base COMMIT) the smsledger path with an earlier commit's code, extracted
+                  from git: "today's" figures in the same run.
 
 For each: wall seconds, CPU seconds (user + system of the process and the children it waited for,
 from wait4; DuckDB's and polars' threads included) and peak RSS (smsledger: the largest VmHWM of
@@ -32,6 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PATHS = ("smsledger", "dlt_parquet", "dlt_pyarrow", "polars_duckdb")
+# --base COMMIT adds "smsledger@COMMIT": the same load_child run with that commit's `pipelines` (from git)
+BASE_PREFIX = "smsledger@"
 SEED, DAYS = 7, 7
 
 
@@ -49,11 +53,11 @@ def _data(n: int, data: Path | None, log) -> tuple[Path, dict]:
     return data, generate(data, n, days=DAYS, seed=SEED, log=log)
 
 
-def _run_child(cmd: list[str], stderr_path: Path) -> dict:
+def _run_child(cmd: list[str], stderr_path: Path, env: dict | None = None, cwd: Path = REPO) -> dict:
     """Run and measure one child: CPU and peak RSS from wait4 (the child and its waited-for children)."""
     started = time.perf_counter()
     with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, env=env)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -64,10 +68,28 @@ def _run_child(cmd: list[str], stderr_path: Path) -> dict:
     return measured
 
 
+def _code_of(commit: str, dest: Path) -> Path:
+    """`pipelines` of an earlier commit under dest (sql/ where the installed package maps it)."""
+    import io
+    import tarfile
+
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pipelines", "sql"], capture_output=True,
+                             check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    shutil.move(dest / "sql", dest / "pipelines" / "sql")
+    return dest
+
+
 def run_path(path: str, data: Path, manifest: dict, work: Path) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    if path == "smsledger":
+    env, cwd = None, REPO
+    if path.startswith(BASE_PREFIX):
+        # `python -m` puts its working folder first on sys.path: there, the earlier `pipelines`
+        cwd = _code_of(path[len(BASE_PREFIX):], work / "code")
+        env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO}"}
+    if path == "smsledger" or env is not None:
         ready = work / "spool" / "ready"
         ready.mkdir(parents=True)
         (work / "spool" / "tmp").mkdir()
@@ -78,7 +100,7 @@ def run_path(path: str, data: Path, manifest: dict, work: Path) -> dict:
                "--sends", str(data / "sends" / "*.ndjson"), "--conversions", str(data / "conversions.ndjson"),
                "--db", str(work / "warehouse.duckdb"), "--first", manifest["first_day"], "--last", manifest["last_day"],
                "--result", str(result_path)]
-        measured = _run_child(cmd, work / "stderr.txt")
+        measured = _run_child(cmd, work / "stderr.txt", env, cwd)
         result = json.loads(result_path.read_text()) if result_path.exists() else {}
         phases = {k: result[k] for k in ("load", "sources", "staging") if k in result}
         measured["phases"] = {k: {"seconds": v["seconds"], "cpu_seconds": v.get("cpu_seconds"),
@@ -122,7 +144,7 @@ def compare(n: int, repetitions: int, *, data: Path | None = None, work: Path | 
         summary[path] = {"n": len(ok), "wall_seconds": wall, "cpu_seconds": cpu,
                          "receipts_per_second": n / wall, "receipts_per_cpu_second": n / cpu,
                          "peak_rss_mib": statistics.median(r["peak_rss_kib"] for r in ok) / 1024}
-        if path == "smsledger":
+        if path == "smsledger" or path.startswith(BASE_PREFIX):
             summary[path]["phases"] = {
                 phase: {key: statistics.median(r["phases"][phase][key] for r in ok if phase in r["phases"])
                         for key in ("seconds", "cpu_seconds", "peak_rss_kib")}
@@ -143,11 +165,11 @@ def table(report: dict) -> str:
             continue
         lines.append(f"| {path} | {s['receipts_per_second']:,.0f} | {s['receipts_per_cpu_second']:,.0f} | "
                      f"{s['wall_seconds']:.1f} | {s['cpu_seconds']:.1f} | {s['peak_rss_mib']:,.0f} |")
-    phases = report["summary"].get("smsledger", {}).get("phases")
-    if phases:
-        lines += ["", "smsledger by phase: " + "; ".join(
-            f"{k} {v['seconds']:.1f}s wall, {v['cpu_seconds']:.1f} CPU-s, {v['peak_rss_kib'] / 1024:.0f} MiB"
-            for k, v in phases.items())]
+    for path, s in report["summary"].items():
+        if s.get("phases"):
+            lines += ["", f"{path} by phase: " + "; ".join(
+                f"{k} {v['seconds']:.1f}s wall, {v['cpu_seconds'] if v['cpu_seconds'] is not None else float('nan'):.1f} "
+                f"CPU-s, {v['peak_rss_kib'] / 1024:.0f} MiB" for k, v in s["phases"].items())]
     return "\n".join(lines)
 
 
@@ -157,12 +179,14 @@ def main() -> None:
     parser.add_argument("--receipts", type=int)
     parser.add_argument("--repetitions", type=int)
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--base", metavar="COMMIT", help="also run the smsledger path with this commit's code")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "compare.json")
     ns = parser.parse_args()
     n = ns.receipts or (100_000 if ns.quick else 1_000_000)
     repetitions = ns.repetitions or (1 if ns.quick else 3)
-    report = compare(n, repetitions, data=ns.data, paths=ns.paths,
+    paths = [*ns.paths, *([BASE_PREFIX + ns.base] if ns.base else [])]
+    report = compare(n, repetitions, data=ns.data, paths=paths,
                      log=lambda m: print(f"[compare {dt.datetime.now().strftime('%H:%M:%S')}] {m}", flush=True))
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     ns.out.write_text(json.dumps(report, indent=2, default=str))

@@ -120,6 +120,7 @@ def run_path(path: str, data: Path, manifest: dict, work: Path) -> dict:
 def compare(n: int, repetitions: int, *, data: Path | None = None, work: Path | None = None, paths=PATHS,
             log=print) -> dict:
     data, manifest = _data(n, data, log)
+    data = data.resolve()  # the paths run from other folders (an earlier commit's code)
     work = work or REPO / "benchmarks" / "out" / "work" / f"compare-{os.getpid()}"
     runs: dict[str, list[dict]] = {p: [] for p in paths}
     load = {"before": [round(x, 2) for x in os.getloadavg()]}

@@ -130,6 +130,8 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
             "select batch_id from raw.batches where batch_id in (select batch_id from _batch_ids)").fetchall()}
     todo = [f for f in files if f.batch_id not in known]
     report.skipped_batches = len(files) - len(todo)
+    if on_frame is not None and report.skipped_batches:
+        on_frame(report.skipped_batches)
     ledger: list[dict[str, Any]] = []
     with transaction(con):
         for i in range(0, len(todo), files_per_frame):

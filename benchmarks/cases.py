@@ -106,6 +106,7 @@ SIZE_BUDGET_SECONDS = 600  # a size whose first repetition takes longer runs onc
 
 
 def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
+    from benchmarks import load_child
     from benchmarks.receipts import GENERATOR_VERSION, generate
 
     label = f"{n_receipts // 1_000_000}m" if n_receipts >= 1_000_000 else f"{n_receipts // 1000}k"
@@ -130,16 +131,7 @@ def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
     for rep in range(planned):
         rep_dir = work / f"rep{rep}"
         _rmtree(rep_dir)
-        ready = rep_dir / "spool" / "ready"
-        ready.mkdir(parents=True)
-        (rep_dir / "spool" / "tmp").mkdir()
-        for path in (data / "spool" / "ready").iterdir():  # hard links: load_spool removes what it loaded
-            os.link(path, ready / path.name)
-        result_path = rep_dir / "result.json"
-        cmd = [sys.executable, "-m", "benchmarks.load_child", "--spool", str(rep_dir / "spool"),
-               "--sends", str(data / "sends" / "*.ndjson"), "--conversions", str(data / "conversions.ndjson"),
-               "--db", str(rep_dir / "warehouse.duckdb"), "--first", manifest["first_day"],
-               "--last", manifest["last_day"], "--result", str(result_path)]
+        cmd, result_path = load_child.command(data, manifest, rep_dir)
         # The one-call build of all the days needs ~2.4 GiB per million receipts: at 10M it passes the
         # watchdog's limit every time, so only the first repetition tries it.
         whole_range = n_receipts <= 1_000_000 or rep == 0

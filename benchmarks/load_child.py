@@ -9,6 +9,8 @@ Phases, each timed on its own (wall seconds, time.perf_counter):
   sources  `load_source_files` of the sends log and the conversion events;
   staging  `build_messages` for each day in turn (normalization of sends and receipts, joins,
            writes), as the daily partitions are built;
+  staging_rebuild (with --rebuild)  `build_messages` for each day again, as the lookback window of
+           the next daily runs rebuilds them;
   staging_whole_range (with --whole-range)  `build_messages` once over all the days, as a
            single-run backfill of the range builds them (same input, rewrites the same slices).
 
@@ -95,6 +97,25 @@ def reset_hwm() -> None:
         f.write("5")
 
 
+def command(data: Path, manifest: dict, rep_dir: Path) -> tuple[list[str], Path]:
+    """A repetition on the generated input in `data` (benchmarks/receipts.py): its spool hard-linked
+    into rep_dir (load_spool removes what it loaded), and the command and result file of this
+    script for it."""
+    import sys
+
+    ready = rep_dir / "spool" / "ready"
+    ready.mkdir(parents=True)
+    (rep_dir / "spool" / "tmp").mkdir()
+    for path in (data / "spool" / "ready").iterdir():
+        os.link(path, ready / path.name)
+    result_path = rep_dir / "result.json"
+    cmd = [sys.executable, "-m", "benchmarks.load_child", "--spool", str(rep_dir / "spool"),
+           "--sends", str(data / "sends" / "*.ndjson"), "--conversions", str(data / "conversions.ndjson"),
+           "--db", str(rep_dir / "warehouse.duckdb"), "--first", manifest["first_day"],
+           "--last", manifest["last_day"], "--result", str(result_path)]
+    return cmd, result_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spool", type=Path, required=True)
@@ -105,6 +126,7 @@ def main() -> None:
     parser.add_argument("--last", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--whole-range", action="store_true", help="then build all the days again in one call")
+    parser.add_argument("--rebuild", action="store_true", help="then build each day again, one per call")
     ns = parser.parse_args()
 
     from pipelines.warehouse.db import open_warehouse
@@ -161,6 +183,17 @@ def main() -> None:
                                                                    "conversions", "flagged_times", "invalid_numbers")}}
         out["tables"] = _counts(con)
         save(ns.result, out)
+        if ns.rebuild:
+            # Every day built again, one per call, as the next daily runs rebuild their lookback window
+            # (the same slices replaced; every number has been seen before).
+            reset_hwm()
+            c3 = cpu_seconds()
+            t3 = time.perf_counter()
+            for day in days.days():
+                build_messages(con, DayRange(day, day, days.tz))
+            out["staging_rebuild"] = {"seconds": time.perf_counter() - t3, "cpu_seconds": cpu_seconds() - c3,
+                                      "peak_rss_kib": vm_hwm_kib(), "timers": timers.take()}
+            save(ns.result, out)
         if ns.whole_range:
             # Every day in one call, as a single-run backfill of the range builds them.
             reset_hwm()

@@ -32,6 +32,7 @@ demo-ui: install
 		SMSLEDGER_SPOOL_DIR=data/demo/spool $(BIN)/dagster dev
 
 bench: install
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run
 
 dev: install

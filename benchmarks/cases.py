@@ -106,6 +106,7 @@ SIZE_BUDGET_SECONDS = 600  # a size whose first repetition takes longer runs onc
 
 
 def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
+    from benchmarks import load_child
     from benchmarks.receipts import GENERATOR_VERSION, generate
 
     label = f"{n_receipts // 1_000_000}m" if n_receipts >= 1_000_000 else f"{n_receipts // 1000}k"
@@ -130,16 +131,7 @@ def bench_normalize_and_load(ctx: Context, n_receipts: int) -> dict:
     for rep in range(planned):
         rep_dir = work / f"rep{rep}"
         _rmtree(rep_dir)
-        ready = rep_dir / "spool" / "ready"
-        ready.mkdir(parents=True)
-        (rep_dir / "spool" / "tmp").mkdir()
-        for path in (data / "spool" / "ready").iterdir():  # hard links: load_spool removes what it loaded
-            os.link(path, ready / path.name)
-        result_path = rep_dir / "result.json"
-        cmd = [sys.executable, "-m", "benchmarks.load_child", "--spool", str(rep_dir / "spool"),
-               "--sends", str(data / "sends" / "*.ndjson"), "--conversions", str(data / "conversions.ndjson"),
-               "--db", str(rep_dir / "warehouse.duckdb"), "--first", manifest["first_day"],
-               "--last", manifest["last_day"], "--result", str(result_path)]
+        cmd, result_path = load_child.command(data, manifest, rep_dir)
         # The one-call build of all the days needs ~2.4 GiB per million receipts: at 10M it passes the
         # watchdog's limit every time, so only the first repetition tries it.
         whole_range = n_receipts <= 1_000_000 or rep == 0
@@ -753,7 +745,38 @@ def bench_normalize(ctx: Context) -> dict:
     }
 
 
+# -- end to end beside the reference paths (issue 10) ----------------------------------------------
+
+
+def bench_end_to_end_vs_references(ctx: Context, n_receipts: int) -> dict:
+    from benchmarks.compare import PATHS, compare, table
+
+    repetitions = 1 if ctx.quick else 3
+    report = compare(n_receipts, repetitions, data=ctx.work / f"receipts-{n_receipts}" / "data",
+                     work=ctx.work / f"compare-{n_receipts}", log=ctx.log)
+    metrics = []
+    for path in PATHS:
+        runs = [r for r in report["runs"][path] if r["complete"]]
+        metrics += [
+            metric(f"{path}: receipts/s (wall)", [n_receipts / r["wall_seconds"] for r in runs], "rows/s"),
+            metric(f"{path}: CPU seconds", [r["cpu_seconds"] for r in runs], "s"),
+            metric(f"{path}: peak RSS", [r["peak_rss_kib"] / KIB_PER_MIB for r in runs], "MiB"),
+        ]
+    return {
+        "title": f"end_to_end_vs_references_{n_receipts // 1_000_000}m",
+        "what": "smsledger end to end (load + sends log + per-day staging) beside dlt's parquet and pyarrow loads "
+                "and a bare polars -> DuckDB path with our normalization and dedupe, on the same receipts",
+        "how": "benchmarks/compare.py: each path in a fresh process, one after the other; CPU seconds and peak RSS "
+               "from wait4 (smsledger: the largest phase VmHWM)",
+        "repetitions": repetitions,
+        "metrics": metrics,
+        "notes": [table(report)],
+    }
+
+
 BENCHMARKS: dict[str, Callable[[Context], dict]] = {
+    "end_to_end_vs_references_1m": lambda ctx: bench_end_to_end_vs_references(ctx, 1_000_000),
+    "end_to_end_vs_references_10m": lambda ctx: bench_end_to_end_vs_references(ctx, 10_000_000),
     "normalize_and_load_1m": lambda ctx: bench_normalize_and_load(ctx, 1_000_000),
     "normalize_and_load_10m": lambda ctx: bench_normalize_and_load(ctx, 10_000_000),
     "drain_vs_rate_limit": bench_drain_vs_rate_limit,

@@ -9,6 +9,8 @@ Phases, each timed on its own (wall seconds, time.perf_counter):
   sources  `load_source_files` of the sends log and the conversion events;
   staging  `build_messages` for each day in turn (normalization of sends and receipts, joins,
            writes), as the daily partitions are built;
+  staging_rebuild (with --rebuild)  `build_messages` for each day again, as the lookback window of
+           the next daily runs rebuilds them;
   staging_whole_range (with --whole-range)  `build_messages` once over all the days, as a
            single-run backfill of the range builds them (same input, rewrites the same slices).
 
@@ -25,6 +27,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import resource
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -82,9 +85,35 @@ class Timers:
         return out
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process (every thread: DuckDB's too) and of its finished children (the
+    sends-log parser)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def reset_hwm() -> None:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+
+
+def command(data: Path, manifest: dict, rep_dir: Path) -> tuple[list[str], Path]:
+    """A repetition on the generated input in `data` (benchmarks/receipts.py): its spool hard-linked
+    into rep_dir (load_spool removes what it loaded), and the command and result file of this
+    script for it."""
+    import sys
+
+    ready = rep_dir / "spool" / "ready"
+    ready.mkdir(parents=True)
+    (rep_dir / "spool" / "tmp").mkdir()
+    for path in (data / "spool" / "ready").iterdir():
+        os.link(path, ready / path.name)
+    result_path = rep_dir / "result.json"
+    cmd = [sys.executable, "-m", "benchmarks.load_child", "--spool", str(rep_dir / "spool"),
+           "--sends", str(data / "sends" / "*.ndjson"), "--conversions", str(data / "conversions.ndjson"),
+           "--db", str(rep_dir / "warehouse.duckdb"), "--first", manifest["first_day"],
+           "--last", manifest["last_day"], "--result", str(result_path)]
+    return cmd, result_path
 
 
 def main() -> None:
@@ -97,6 +126,7 @@ def main() -> None:
     parser.add_argument("--last", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--whole-range", action="store_true", help="then build all the days again in one call")
+    parser.add_argument("--rebuild", action="store_true", help="then build each day again, one per call")
     ns = parser.parse_args()
 
     from pipelines.warehouse.db import open_warehouse
@@ -121,17 +151,19 @@ def main() -> None:
         out["duckdb_threads"] = con.execute("select current_setting('threads')").fetchone()[0]
         out["duckdb_memory_limit"] = con.execute("select current_setting('memory_limit')").fetchone()[0]
         reset_hwm()
+        c0 = cpu_seconds()
         t0 = time.perf_counter()
         load = load_spool(con, spool)
         t1 = time.perf_counter()
-        out["load"] = {"seconds": t1 - t0, "peak_rss_kib": vm_hwm_kib(), "timers": timers.take(), **dataclasses.asdict(load)}
+        out["load"] = {"seconds": t1 - t0, "cpu_seconds": cpu_seconds() - c0, "peak_rss_kib": vm_hwm_kib(), "timers": timers.take(), **dataclasses.asdict(load)}
         save(ns.result, out)
         reset_hwm()
+        c1 = cpu_seconds()
         t1 = time.perf_counter()
         sends = load_source_files(con, "sends", ns.sends)
         conversions = load_source_files(con, "conversions", ns.conversions)
         t2 = time.perf_counter()
-        out["sources"] = {"seconds": t2 - t1, "peak_rss_kib": vm_hwm_kib(), "sends_rows": sends.rows,
+        out["sources"] = {"seconds": t2 - t1, "cpu_seconds": cpu_seconds() - c1, "peak_rss_kib": vm_hwm_kib(), "sends_rows": sends.rows,
                           "sends_files": sends.loaded_files, "conversions_rows": conversions.rows,
                           "quarantined": sends.quarantined + conversions.quarantined,
                           "problems": sends.problems + conversions.problems, "timers": timers.take()}
@@ -139,24 +171,37 @@ def main() -> None:
         # The daily partitions one at a time, as the daily schedule builds them.
         reset_hwm()
         per_day = []
+        c2 = cpu_seconds()
         t2 = time.perf_counter()
         for day in days.days():
             started = time.perf_counter()
             report = build_messages(con, DayRange(day, day, days.tz))
             per_day.append({"day": day.isoformat(), "seconds": time.perf_counter() - started, **dataclasses.asdict(report)})
         t3 = time.perf_counter()
-        out["staging"] = {"seconds": t3 - t2, "peak_rss_kib": vm_hwm_kib(), "per_day": per_day, "timers": timers.take(),
+        out["staging"] = {"seconds": t3 - t2, "cpu_seconds": cpu_seconds() - c2, "peak_rss_kib": vm_hwm_kib(), "per_day": per_day, "timers": timers.take(),
                           **{k: sum(d[k] for d in per_day) for k in ("sends", "messages", "receipts", "orphan_messages",
                                                                    "conversions", "flagged_times", "invalid_numbers")}}
         out["tables"] = _counts(con)
         save(ns.result, out)
+        if ns.rebuild:
+            # Every day built again, one per call, as the next daily runs rebuild their lookback window
+            # (the same slices replaced; every number has been seen before).
+            reset_hwm()
+            c3 = cpu_seconds()
+            t3 = time.perf_counter()
+            for day in days.days():
+                build_messages(con, DayRange(day, day, days.tz))
+            out["staging_rebuild"] = {"seconds": time.perf_counter() - t3, "cpu_seconds": cpu_seconds() - c3,
+                                      "peak_rss_kib": vm_hwm_kib(), "timers": timers.take()}
+            save(ns.result, out)
         if ns.whole_range:
             # Every day in one call, as a single-run backfill of the range builds them.
             reset_hwm()
+            c3 = cpu_seconds()
             t3 = time.perf_counter()
             report = build_messages(con, days)
             t4 = time.perf_counter()
-            out["staging_whole_range"] = {"seconds": t4 - t3, "peak_rss_kib": vm_hwm_kib(), "timers": timers.take(),
+            out["staging_whole_range"] = {"seconds": t4 - t3, "cpu_seconds": cpu_seconds() - c3, "peak_rss_kib": vm_hwm_kib(), "timers": timers.take(),
                                           **dataclasses.asdict(report)}
             save(ns.result, out)
         out["tables"] = _counts(con)

@@ -6,6 +6,7 @@ and every metric's median, min and max. Each benchmark runs in a fresh Python pr
 is rewritten after each one, so an interrupted run leaves the finished ones.
 
 Benchmarks (in this order):
+  end_to_end_vs_references_1m, _10m               smsledger end to end beside dlt and bare polars (benchmarks/compare.py)
   normalize_and_load_1m, normalize_and_load_10m   spool -> raw -> staging throughput and peak RSS
   drain_vs_rate_limit                             drain_queue at the documented 100 requests/s
   client_pulls_per_second                         SmsApiClient pulls/s, limits off, vs the server's capacity
@@ -13,7 +14,7 @@ Benchmarks (in this order):
   demo_wall_time                                  `smsledger demo`, cold and re-run
   normalize_bench                                 benchmarks/normalize_bench.py run(1_000_000)
 
---quick skips normalize_and_load_10m and runs the demo twice instead of four times. Scratch data
+--quick skips the 10M cases and runs the demo twice instead of four times. Scratch data
 (about 6 GB for the 10M receipts) goes to a new folder benchmarks/out/work/run-DATE-PID/, removed
 at the end unless --keep-data; `--work DIR` uses DIR instead, keeps it, and reuses receipts generated
 there before. A full run takes about an hour on 2 cores.
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                 wanted.append(name)
         names = [n for n in names if n in wanted]
     if ns.quick:
-        names = [n for n in names if n != "normalize_and_load_10m"]
+        names = [n for n in names if not n.endswith("_10m")]
 
     ns.out.mkdir(parents=True, exist_ok=True)
     # A folder of this run's own unless --work names one: concurrent runs must not share scratch

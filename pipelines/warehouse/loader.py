@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -97,10 +97,14 @@ class _Parsed:
     quarantine: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 500,
-               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
+def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 2500,
+               files_per_frame: int = 500, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
     """Load every pending spool file; returns what was loaded. `provider_timezone` reads the
-    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`)."""
+    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`).
+
+    Files are committed `files_per_transaction` at a time (each commit writes and may checkpoint
+    the write-ahead log, so few large ones cost much less than many small ones) and parsed into
+    frames `files_per_frame` at a time (what is held in memory as Python objects at once)."""
     spool.clean_temp()
     report = LoadReport()
     pending = list(spool.pending())
@@ -108,24 +112,44 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
     try:
         for i in range(0, len(pending), files_per_transaction):
             group = pending[i:i + files_per_transaction]
-            report.add(load_files(con, spool, group, provider_timezone=provider_timezone))
-            progress.advance(task, len(group))
+            report.add(load_files(con, spool, group, files_per_frame=files_per_frame,
+                                  provider_timezone=provider_timezone,
+                                  on_frame=lambda n: progress.advance(task, n)))
     finally:
         progress.finish(task)
     return report
 
 
 @lake.retry_conflicts
-def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile], *,
-               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
+def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile], *, files_per_frame: int = 500,
+               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE,
+               on_frame: Callable[[int], None] | None = None) -> LoadReport:
     """Load a group of spool files in one transaction, then remove them."""
     report = LoadReport()
-    ids = [f.batch_id for f in files]
-    known = {row[0] for row in con.execute(
-        "select batch_id from raw.batches where batch_id in (select unnest($ids))", {"ids": ids}).fetchall()}
-    parsed = [_parse_file(f, provider_timezone) for f in files if f.batch_id not in known]
-    report.skipped_batches = len(files) - len(parsed)
+    ids = pl.DataFrame({"batch_id": [f.batch_id for f in files]}, schema={"batch_id": pl.Utf8})
+    with registered(con, "_batch_ids", ids):  # (a frame: binding thousands of ids as a list parameter is slow)
+        known = {row[0] for row in con.execute(
+            "select batch_id from raw.batches where batch_id in (select batch_id from _batch_ids)").fetchall()}
+    todo = [f for f in files if f.batch_id not in known]
+    report.skipped_batches = len(files) - len(todo)
+    if on_frame is not None and report.skipped_batches:
+        on_frame(report.skipped_batches)
+    ledger: list[dict[str, Any]] = []
+    with transaction(con):
+        for i in range(0, len(todo), files_per_frame):
+            chunk = todo[i:i + files_per_frame]
+            ledger += _load_parsed(con, [_parse_file(f, provider_timezone) for f in chunk], report)
+            if on_frame is not None:
+                on_frame(len(chunk))
+        insert_frame(con, "raw.batches", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))
+    report.duplicates = report.records - report.new_records - report.quarantined
+    spool.remove(list(files))
+    return report
 
+
+def _load_parsed(con: duckdb.DuckDBPyConnection, parsed: list[_Parsed], report: LoadReport) -> list[dict[str, Any]]:
+    """Insert the new records and the quarantine of some parsed files (inside the caller's
+    transaction); returns their ledger rows and counts them in `report`."""
     frames: dict[str, pl.DataFrame] = {}
     quarantine = [row for p in parsed for row in p.quarantine]
     for table, fields in _TABLE_FIELDS.items():
@@ -139,36 +163,32 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
     for row in quarantine:
         quarantined[row["batch_id"]] = quarantined.get(row["batch_id"], 0) + 1
 
-    with transaction(con):
-        if "raw.send_status" in frames:
-            _record_channels(con, frames["raw.send_status"])
-        new_by_batch: dict[str, int] = {}
-        for table, frame in frames.items():
-            for batch_id, n in _insert_new(con, table, frame).items():
-                new_by_batch[batch_id] = new_by_batch.get(batch_id, 0) + n
-        if quarantine:
-            _insert_quarantine(con, quarantine)
-        ledger = []
-        for p in parsed:
-            if p.spooled.action in callbacks.ACTIONS:
-                report.pushed_batches.append(p.spooled.batch_id)
-            row = dict(p.ledger)
-            row["new_records"] = new_by_batch.get(row["batch_id"], 0)
-            row["quarantined"] = quarantined.get(row["batch_id"], 0)
-            ledger.append(row)
-            report.batches += 1
-            report.records += row["records"]
-            report.new_records += row["new_records"]
-            report.quarantined += row["quarantined"]
-            report.indeterminate += row["outcome"] == "indeterminate"
-            if row["outcome"] in ("error", "unparseable"):
-                report.errors += 1
-                code = row["error_code"] or row["outcome"]
-                report.error_codes[code] = report.error_codes.get(code, 0) + 1
-        insert_frame(con, "raw.batches", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))
-    report.duplicates = report.records - report.new_records - report.quarantined
-    spool.remove(list(files))
-    return report
+    if "raw.send_status" in frames:
+        _record_channels(con, frames["raw.send_status"])
+    new_by_batch: dict[str, int] = {}
+    for table, frame in frames.items():
+        for batch_id, n in _insert_new(con, table, frame).items():
+            new_by_batch[batch_id] = new_by_batch.get(batch_id, 0) + n
+    if quarantine:
+        _insert_quarantine(con, quarantine)
+    ledger = []
+    for p in parsed:
+        if p.spooled.action in callbacks.ACTIONS:
+            report.pushed_batches.append(p.spooled.batch_id)
+        row = dict(p.ledger)
+        row["new_records"] = new_by_batch.get(row["batch_id"], 0)
+        row["quarantined"] = quarantined.get(row["batch_id"], 0)
+        ledger.append(row)
+        report.batches += 1
+        report.records += row["records"]
+        report.new_records += row["new_records"]
+        report.quarantined += row["quarantined"]
+        report.indeterminate += row["outcome"] == "indeterminate"
+        if row["outcome"] in ("error", "unparseable"):
+            report.errors += 1
+            code = row["error_code"] or row["outcome"]
+            report.error_codes[code] = report.error_codes.get(code, 0) + 1
+    return ledger
 
 
 _QUARANTINE_SCHEMA = {"source": pl.Utf8, "reason": pl.Utf8, "payload": pl.Utf8, "batch_id": pl.Utf8, "record_index": pl.Int32}
@@ -262,23 +282,27 @@ def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> t
     record that is not an object is quarantined."""
     quarantine: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    meta: dict[str, list[Any]] = {"record_index": [], "batch_id": [], "action": [], "pulled_at": [], "request_id": []}
-    for p in group:
-        spooled, request_id, pulled_at = p.spooled, p.ledger["request_id"], p.ledger["pulled_at"]
-        batch_id = spooled.batch_id
-        indexes = [i for i, record in enumerate(p.records) if type(record) is dict]
-        if len(indexes) < len(p.records):
-            quarantine += [_q(spooled, "record is not a JSON object", orjson.dumps(record).decode(), i)
+    # Where each record came from, as the number of its file in `group` (ints: polars takes a list
+    # of them at C speed, while a list of datetimes or strings costs a Python object per record).
+    file_numbers: list[int] = []
+    record_index: list[int] = []
+    for number, p in enumerate(group):
+        if set(map(type, p.records)) == {dict}:
+            indexes: Sequence[int] = range(len(p.records))
+            records += p.records
+        else:
+            indexes = [i for i, record in enumerate(p.records) if type(record) is dict]
+            quarantine += [_q(p.spooled, "record is not a JSON object", orjson.dumps(record).decode(), i)
                            for i, record in enumerate(p.records) if type(record) is not dict]
             records += [p.records[i] for i in indexes]
-        else:
-            records += p.records
-        n = len(indexes)
-        meta["record_index"] += indexes
-        meta["batch_id"] += [batch_id] * n
-        meta["action"] += [spooled.action] * n
-        meta["pulled_at"] += [pulled_at] * n
-        meta["request_id"] += [request_id] * n
+        record_index += indexes
+        file_numbers += [number] * len(indexes)
+    files = pl.DataFrame(
+        {"batch_id": [p.spooled.batch_id for p in group], "action": [p.spooled.action for p in group],
+         "pulled_at": [p.ledger["pulled_at"] for p in group], "request_id": [p.ledger["request_id"] for p in group]},
+        schema={"batch_id": pl.Utf8, "action": pl.Utf8, "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8},
+    )
+    meta = files[pl.Series(file_numbers, dtype=pl.Int64)] if file_numbers else files.clear()
     columns: dict[str, list[Any]] = {}
     odd: dict[int, dict[str, Any]] = {}  # record position -> its unknown fields and mistyped values
     for api_name, (column, dtype) in fields.items():
@@ -302,11 +326,9 @@ def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> t
     for i, extra in odd.items():
         extras[i] = orjson.dumps(extra).decode()
     frame = pl.DataFrame(
-        {**columns, "extra_fields": extras, **meta},
-        schema={**{column: dtype for column, dtype in fields.values()}, "extra_fields": pl.Utf8,
-                "record_index": pl.Int32, "batch_id": pl.Utf8, "action": pl.Utf8,
-                "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8},
-    )
+        {**columns, "extra_fields": extras, "record_index": record_index},
+        schema={**{column: dtype for column, dtype in fields.values()}, "extra_fields": pl.Utf8, "record_index": pl.Int32},
+    ).hstack(meta)
     return frame, quarantine
 
 
@@ -371,7 +393,11 @@ def _unkeyed(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _record_channels(con: duckdb.DuckDBPyConnection, receipts: pl.DataFrame) -> None:
-    """Which channels pushed receipts arrived by (raw.receipt_channels), before they are stored."""
+    """Which channels pushed receipts arrived by (raw.receipt_channels), before they are stored.
+    Receipts that all came by pull matter only if some receipt ever came by push."""
+    if not receipts["action"].is_in(list(callbacks.ACTIONS)).any() and not con.execute(
+            "select exists (select 1 from raw.receipt_channels where channel = 'callback')").fetchone()[0]:
+        return
     arrivals = receipts.select(
         "record_key",
         channel=pl.when(pl.col("action").is_in(list(callbacks.ACTIONS))).then(pl.lit("callback")).otherwise(pl.lit("pull")),
@@ -382,9 +408,12 @@ def _record_channels(con: duckdb.DuckDBPyConnection, receipts: pl.DataFrame) -> 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict[str, int]:
     """Insert the records whose key the table does not hold yet (the first of repeated ones);
-    returns how many were new per batch."""
-    with registered(con, "_incoming", frame.unique(subset="record_key", keep="first", maintain_order=True)):
-        new = con.execute(f"select i.* from _incoming i anti join {table} t using (record_key)").pl()
+    returns how many were new per batch. Only the keys the table holds already come back from
+    DuckDB (few: repeats), and the new rows go in straight from the frame."""
+    incoming = frame.unique(subset="record_key", keep="first", maintain_order=True)
+    with registered(con, "_incoming", incoming.select("record_key")):
+        known = con.execute(f"select record_key from {table} where record_key in (select record_key from _incoming)").pl()
+    new = incoming.join(known, on="record_key", how="anti", maintain_order="left") if known.height else incoming
     insert_frame(con, table, new)
     return dict(new.group_by("batch_id").len().iter_rows())
 

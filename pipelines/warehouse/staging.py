@@ -8,9 +8,11 @@ transaction, so materializing a partition twice gives the same rows.
 from __future__ import annotations
 
 import dataclasses
+import time
 from zoneinfo import ZoneInfo
 
 import duckdb
+import phonenumbers
 import polars as pl
 
 from pipelines.days import DayRange
@@ -37,17 +39,36 @@ def _local_date(column: str, tz: ZoneInfo) -> pl.Expr:
     return pl.col(column).dt.convert_time_zone(str(tz)).dt.date()
 
 
-def _phones(frame: pl.DataFrame) -> pl.DataFrame:
-    """E.164, calling code, region and validity from PhoneNumber (+ CountryCode, SubscriberNumber)."""
-    has_cc = "country_code" in frame.columns
-    has_sub = "subscriber_number" in frame.columns
-    if has_cc:
-        frame = frame.rename({"country_code": "country_code_raw"})
-    out = normalize_phones(
-        frame, "phone_number", "country_code_raw" if has_cc else None,
-        subscriber_number="subscriber_number" if has_sub else None,
+_PHONE_KEY = ("phone_number", "country_code_in", "subscriber_number")
+_NORMALIZER = f"phonenumbers {phonenumbers.__version__}"
+
+
+def _phones(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame:
+    """E.164, calling code, region and validity from PhoneNumber (+ CountryCode, SubscriberNumber),
+    added to `frame` (its country_code column, if any, is the raw one and is replaced).
+
+    Each distinct number is normalized once, ever: staging.phone_numbers keeps the results, so a
+    day that is staged again, and the same numbers on other days, cost a join instead of a parse."""
+    had_subscriber = "subscriber_number" in frame.columns
+    keys = frame.select(
+        pl.col("phone_number").cast(pl.Utf8),
+        (pl.col("country_code") if "country_code" in frame.columns else pl.lit(None)).cast(pl.Utf8).alias("country_code_in"),
+        (pl.col("subscriber_number") if "subscriber_number" in frame.columns else pl.lit(None)).cast(pl.Utf8)
+        .alias("subscriber_number"),
     )
-    return out.drop([c for c in ("country_code_raw",) if c in out.columns])
+    # the outputs replace same-named inputs, as normalize_phones does (the sends log's IsoCode)
+    frame = frame.drop("phone_e164", "country_code", "iso_code", "phone_valid", strict=False).with_columns(keys["country_code_in"], keys["subscriber_number"])
+    keys = keys.unique()
+    params = {"normalizer": _NORMALIZER}
+    with registered(con, "_phone_keys", keys):
+        missing = con.execute(sql_text("staging/phone_numbers_missing"), params).pl()
+        if missing.height:
+            normalized = normalize_phones(missing, "phone_number", "country_code_in", subscriber_number="subscriber_number")
+            with registered(con, "_phone_new", normalized):
+                con.execute(sql_text("staging/phone_numbers_add"), params)
+        known = con.execute(sql_text("staging/phone_numbers_of"), params).pl()
+    out = frame.join(known, on=list(_PHONE_KEY), how="left", nulls_equal=True, maintain_order="left")
+    return out.drop("country_code_in", *([] if had_subscriber else ["subscriber_number"]))
 
 
 @lake.retry_conflicts
@@ -56,7 +77,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     report = StagingReport()
     tz = days.tz
 
-    sends = con.execute(sql_text("staging/sends_for_days"), days.seconds()).pl()
+    sends = con.execute(sql_text("staging/sends_for_days"), {**days.seconds(), "now_s": int(time.time())}).pl()
     sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
     report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
     sends = (
@@ -70,13 +91,12 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
         sends.filter(ok).sort("source_file", "source_row").unique("serial_no", keep="first", maintain_order=True),
         sends.filter(~ok),
     ])
-    sends = _phones(sends)
+    sends = _phones(con, sends)
     report.sends = sends.height
 
     day_serials = sends.filter(ok).select("serial_no", "send_date")
     with registered(con, "_day_serials", day_serials):
-        receipts = con.execute("select r.* from raw.send_status r join _day_serials d using (serial_no)").pl()
-    receipts = receipts.join(day_serials, on="serial_no", how="left")
+        receipts = con.execute("select r.*, d.send_date from raw.send_status r join _day_serials d using (serial_no)").pl()
 
     orphans = con.execute(sql_text("staging/orphan_receipts"), {**days.instants(), **days.seconds()}).pl()
     orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")
@@ -92,7 +112,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     report.orphan_messages = first.height
     receipts = pl.concat([receipts, orphans], how="diagonal_relaxed")
     receipts = unix_seconds_to_utc(receipts, "user_receive_time", out="receive_at", flag="receive_time_flag")
-    receipts = _phones(receipts)
+    receipts = _phones(con, receipts)
     report.receipts = receipts.height
     report.messages = day_serials.height + first.height
     report.flagged_times = receipts.filter(pl.col("receive_time_flag").is_not_null()).height
@@ -144,7 +164,7 @@ def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRepo
         .with_columns(reply_date=_local_date("reply_at", days.tz))
         .filter(pl.col("reply_date").is_between(days.first, days.last))
     )
-    replies = _phones(replies)
+    replies = _phones(con, replies)
     report.replies = replies.height
     report.flagged_times = replies.filter(pl.col("reply_time_flag").is_not_null()).height
     staged = replies.select(

@@ -69,3 +69,19 @@ create table if not exists staging.conversions (
     source_file varchar,
     source_row integer
 );
+
+-- Every distinct phone number as the raw tables write it (PhoneNumber, CountryCode,
+-- SubscriberNumber; null where a source has no such field), normalized once (polars and
+-- phonenumbers, pipelines/normalize/phones.py) instead of on every row each time a day is staged.
+-- `normalizer` is the phonenumbers version that made the row: another version normalizes the
+-- number again (its metadata may have changed).
+create table if not exists staging.phone_numbers (
+    phone_number varchar,
+    country_code_in varchar,
+    subscriber_number varchar,
+    normalizer varchar not null,
+    phone_e164 varchar,
+    country_code varchar,
+    iso_code varchar,
+    phone_valid boolean
+);

@@ -61,7 +61,8 @@ def test_a_sync_killed_in_a_pooled_step_never_blocks_the_next(setup):
         sync = Running(env, "sync")
         assert wait_until_holding(sync, home), sync.output()
         time.sleep(delay)
-        if sync.process.poll() is None:
+        # the slot is free between two pooled steps: kill only while a step holds it again
+        if wait_until_holding(sync, home, timeout=60) and sync.process.poll() is None:
             sync.process.send_signal(signal.SIGKILL)
             kills += 1
         sync.finish(timeout=30)

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
+from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, Settings
 from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
@@ -28,7 +28,7 @@ class SmsApiResource(dg.ConfigurableResource):
     secret_id: str
     secret_key: str
     session_token: str | None = None
-    sdk_app_id: str
+    sdk_app_ids: list[str]  # the account's applications; each is drained, gap-filled and reconciled on its own
     region: str = "ap-guangzhou"
     provider_timezone: str = "Asia/Shanghai"
     timeout_seconds: float = 10.0
@@ -50,12 +50,13 @@ class SmsApiResource(dg.ConfigurableResource):
             session_token = dg.EnvVar("TENCENTCLOUD_SESSION_TOKEN") if settings.session_token else None
         return cls(
             endpoint=settings.endpoint, secret_id=secret_id, secret_key=secret_key, session_token=session_token,
-            sdk_app_id=settings.sdk_app_id, region=settings.region, provider_timezone=settings.provider_timezone,
+            sdk_app_ids=list(settings.sdk_app_ids), region=settings.region, provider_timezone=settings.provider_timezone,
             rate_limit_scale=settings.rate_limit_scale,
         )
 
     @contextlib.contextmanager
-    def client(self) -> Iterator[SmsApiClient]:
+    def client(self, sdk_app_id: str | None = None) -> Iterator[SmsApiClient]:
+        """A client of one application (default: the first)."""
         import httpx
 
         client = SmsApiClient(
@@ -63,7 +64,7 @@ class SmsApiResource(dg.ConfigurableResource):
             secret_id=self.secret_id,
             secret_key=self.secret_key,
             session_token=self.session_token or None,
-            sdk_app_id=self.sdk_app_id,
+            sdk_app_id=sdk_app_id or self.sdk_app_ids[0],
             region=self.region,
             provider_timezone=self.provider_timezone,
             timeout=httpx.Timeout(self.timeout_seconds, connect=min(5.0, self.timeout_seconds)),
@@ -86,19 +87,23 @@ class WarehouseResource(dg.ConfigurableResource):
     # The zone of the daily partitions (a pushed receipt's message has its send day there).
     partition_timezone: str = "UTC"
     lock_wait_seconds: float = 300.0
+    # The first application: rows of a warehouse made before applications were told apart, push
+    # callbacks and older spool files (which do not say their application) belong to it.
+    first_sdk_app_id: str = DEMO_SDK_APP_ID
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
         return cls(path=str(settings.warehouse), spool_dir=str(settings.spool_dir),
-                   provider_timezone=settings.provider_timezone, partition_timezone=settings.timezone)
+                   provider_timezone=settings.provider_timezone, partition_timezone=settings.timezone,
+                   first_sdk_app_id=settings.sdk_app_id)
 
     def load_spool(self, con: duckdb.DuckDBPyConnection) -> LoadReport:
         """Every spooled response and push batch into the raw tables."""
-        return load_spool(con, self.spool(), provider_timezone=self.provider_timezone)
+        return load_spool(con, self.spool(), provider_timezone=self.provider_timezone, sdk_app_id=self.first_sdk_app_id)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with open_warehouse(self.path, wait_seconds=self.lock_wait_seconds) as con:
+        with open_warehouse(self.path, wait_seconds=self.lock_wait_seconds, sdk_app_id=self.first_sdk_app_id) as con:
             yield con
 
     def spool(self) -> Spool:

@@ -117,6 +117,23 @@ def _personal_data_settings(get: Callable[..., str | None]) -> dict[str, Any]:
             "reply_text": reply_text}
 
 
+# An SmsSdkAppId is the console's number of an application (e.g. 1400006666).
+_SDK_APP_ID = re.compile(r"[0-9]{1,20}")
+
+
+def _sdk_app_ids(text: str) -> tuple[str, ...]:
+    """SMSLEDGER_SDK_APP_ID: one application id or several, comma-separated, distinct."""
+    ids = tuple(part.strip() for part in text.split(","))
+    for app in ids:
+        if not _SDK_APP_ID.fullmatch(app):
+            raise ConfigError(f"SMSLEDGER_SDK_APP_ID={text!r}: {app!r} is not an SmsSdkAppId (the digits of the "
+                              "console, e.g. 1400006666; several are separated by commas)")
+    if len(set(ids)) != len(ids):
+        twice = next(app for app in ids if ids.count(app) > 1)
+        raise ConfigError(f"SMSLEDGER_SDK_APP_ID={text!r}: {twice} is listed twice")
+    return ids
+
+
 def _zone(name: str, variable: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
@@ -129,7 +146,10 @@ class Settings:
     secret_id: str = dataclasses.field(repr=False)
     secret_key: str = dataclasses.field(repr=False)
     session_token: str | None = dataclasses.field(default=None, repr=False)
-    sdk_app_id: str = DEMO_SDK_APP_ID
+    # The account's applications (SMSLEDGER_SDK_APP_ID, comma-separated), each drained, gap-filled
+    # and reconciled on its own. The first is the one a warehouse made before several applications
+    # were supported belongs to: its rows are given that id when the warehouse is upgraded.
+    sdk_app_ids: tuple[str, ...] = (DEMO_SDK_APP_ID,)
     endpoint: str = DEFAULT_ENDPOINT
     region: str = "ap-guangzhou"
     warehouse: Path = Path("data/warehouse.duckdb")
@@ -222,7 +242,7 @@ class Settings:
             secret_id=secret_id or "",
             secret_key=secret_key or "",
             session_token=get("TENCENTCLOUD_SESSION_TOKEN"),
-            sdk_app_id=get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID),
+            sdk_app_ids=_sdk_app_ids(get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID)),
             endpoint=endpoint,
             region=get("SMSLEDGER_REGION", "ap-guangzhou"),
             warehouse=Path(get("SMSLEDGER_WAREHOUSE", str(data / "warehouse.duckdb"))),
@@ -242,6 +262,11 @@ class Settings:
             **_callback_settings(get),
             **_personal_data_settings(get),
         )
+
+    @property
+    def sdk_app_id(self) -> str:
+        """The first application: the one rows loaded before applications were told apart belong to."""
+        return self.sdk_app_ids[0]
 
     @property
     def rematerialize_days(self) -> int:

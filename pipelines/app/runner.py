@@ -210,8 +210,10 @@ def drain_summary(found: dict[tuple[str, str | None], dict[str, object]]) -> lis
         stopped = {pages.get(f"{name}_stopped_by") for name in ("receipts", "replies")} - {None, "drained"}
         note = "; the queues were drained" if not stopped else \
             f"; stopped by {', '.join(sorted(str(s).replace('_', ' ') for s in stopped))}: the queues keep the rest"
+        apps = pages.get("applications") or {}
+        of_apps = f" of {len(apps)} applications" if len(apps) > 1 else ""
         lines.append(f"pulled {pages.get('receipts_pulled', 0):,} receipts and {pages.get('replies_pulled', 0):,} "
-                     f"replies{note}")
+                     f"replies{of_apps}{note}")
     records = found.get(("raw/queue_records", None))
     if records is not None:
         lost = records.get("indeterminate_pulls", 0)

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.config import DEMO_SDK_APP_ID
 from pipelines.normalize.timestamps import MILLISECONDS_FROM
 
 
@@ -101,20 +102,38 @@ def _lock_for_reading(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextlib.contextmanager
-def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: float = 60.0,
+                   sdk_app_id: str = DEMO_SDK_APP_ID) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse, its schema brought up to date unless read-only; `sdk_app_id`
+    is the application rows of a warehouse made before applications were told apart belong to."""
     con = connect(path, read_only=read_only, wait_seconds=wait_seconds)
     try:
         if not read_only:
-            ensure_schema(con)
+            ensure_schema(con, sdk_app_id)
         yield con
     finally:
         con.close()
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    if _lacks_column(con, "raw", "batches", "pull_limit"):
-        _rebuild(con, "raw.batches")
+# Tables that name their application, and how an older table gets the column: an `alter table`
+# for those without a `current_timestamp` default (sql/ddl/raw_applications.sql), a rebuild for the
+# others (see `_rebuild`) and for raw.statistics_hourly, whose key was the hour alone.
+_ALTERED_FOR_APPLICATIONS = ("send_status", "reply_status")
+_REBUILT_FOR_APPLICATIONS = ("batches", "gap_fill_searches", "statistics_hourly")
+APP_COLUMN = "sms_sdk_app_id"
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP_ID) -> None:
+    for name in _REBUILT_FOR_APPLICATIONS:
+        if _lacks_column(con, "raw", name, APP_COLUMN) or (name == "batches" and _lacks_column(con, "raw", name, "pull_limit")):
+            _rebuild(con, f"raw.{name}", sdk_app_id)
     con.execute(sql_text("ddl/raw"))
+    altered = [name for name in _ALTERED_FOR_APPLICATIONS if _lacks_column(con, "raw", name, APP_COLUMN)]
+    if altered:
+        with transaction(con):
+            con.execute(sql_text("ddl/raw_applications"))
+            for name in altered:  # rows loaded before: the one application there was
+                con.execute(f"update raw.{name} set {APP_COLUMN} = $app", {"app": sdk_app_id})
     con.execute(sql_text("ddl/staging"))
     con.execute(sql_text("ddl/marts"))
 
@@ -132,18 +151,22 @@ def _lacks_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, colum
     return bool(names) and column not in names
 
 
-def _rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Give an older table the columns sql/ddl/raw.sql now declares, keeping its rows, in one
-    transaction. Not `alter table ... add column`: DuckDB (1.5) cannot replay that from its
-    write-ahead log for a table with a `current_timestamp` default, so a kill before the next
-    checkpoint would leave the file unopenable."""
+def _rebuild(con: duckdb.DuckDBPyConnection, table: str, sdk_app_id: str) -> None:
+    """Give an older table the columns sql/ddl/raw.sql now declares, keeping its rows (and giving
+    them `sdk_app_id` if the table did not name applications), in one transaction. Not `alter
+    table ... add column`: DuckDB (1.5) cannot replay that from its write-ahead log for a table
+    with a `current_timestamp` default, so a kill before the next checkpoint would leave the file
+    unopenable; nor can it drop a primary key."""
     schema, _, name = table.partition(".")
     before = f"{name}_before_upgrade"
     with transaction(con):
         con.execute(f"alter table {table} rename to {before}")
         con.execute(sql_text("ddl/raw"))
-        columns = ", ".join(_columns(con, schema, before))
-        con.execute(f"insert into {table} ({columns}) select {columns} from {schema}.{before}")
+        kept = _columns(con, schema, before)
+        columns, values = ", ".join(kept), ", ".join(kept)
+        if APP_COLUMN not in kept and APP_COLUMN in _columns(con, schema, name):
+            columns, values = f"{columns}, {APP_COLUMN}", f"{values}, $app"
+        con.execute(f"insert into {table} ({columns}) select {values} from {schema}.{before}", {"app": sdk_app_id})
         con.execute(f"drop table {schema}.{before}")
 
 

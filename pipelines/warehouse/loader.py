@@ -18,7 +18,7 @@ import duckdb
 import orjson
 import polars as pl
 
-from pipelines.config import DEFAULT_PROVIDER_TIMEZONE
+from pipelines.config import DEFAULT_PROVIDER_TIMEZONE, DEMO_SDK_APP_ID
 from pipelines.ingest import callbacks
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
@@ -49,7 +49,7 @@ REPLY_FIELDS = {
     "ReplyContent": ("reply_content", pl.Utf8),
     "ReplyTime": ("reply_time", pl.Int64),
 }
-META_COLUMNS = ["batch_id", "record_index", "action", "pulled_at", "request_id"]
+META_COLUMNS = ["batch_id", "record_index", "action", "pulled_at", "request_id", "sms_sdk_app_id"]
 
 # The table each pull action's records go to, and its fields.
 _RECORD_KINDS = {
@@ -97,9 +97,10 @@ class _Parsed:
 
 
 def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 500,
-               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
+               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE, sdk_app_id: str = DEMO_SDK_APP_ID) -> LoadReport:
     """Load every pending spool file; returns what was loaded. `provider_timezone` reads the
-    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`)."""
+    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`); `sdk_app_id` is the
+    application of files whose name does not say one (push callbacks, older spools)."""
     spool.clean_temp()
     report = LoadReport()
     pending = list(spool.pending())
@@ -107,7 +108,7 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
     try:
         for i in range(0, len(pending), files_per_transaction):
             group = pending[i:i + files_per_transaction]
-            report.add(load_files(con, spool, group, provider_timezone=provider_timezone))
+            report.add(load_files(con, spool, group, provider_timezone=provider_timezone, sdk_app_id=sdk_app_id))
             progress.advance(task, len(group))
     finally:
         progress.finish(task)
@@ -115,13 +116,13 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
 
 
 def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile], *,
-               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
+               provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE, sdk_app_id: str = DEMO_SDK_APP_ID) -> LoadReport:
     """Load a group of spool files in one transaction, then remove them."""
     report = LoadReport()
     ids = [f.batch_id for f in files]
     known = {row[0] for row in con.execute(
         "select batch_id from raw.batches where batch_id in (select unnest($ids))", {"ids": ids}).fetchall()}
-    parsed = [_parse_file(f, provider_timezone) for f in files if f.batch_id not in known]
+    parsed = [_parse_file(f, provider_timezone, f.sdk_app_id or sdk_app_id) for f in files if f.batch_id not in known]
     report.skipped_batches = len(files) - len(parsed)
 
     frames: dict[str, pl.DataFrame] = {}
@@ -184,13 +185,14 @@ _LEDGER_SCHEMA = {
     "pull_limit": pl.Int32,
     "pull_workers": pl.Int32,
     "pull_seconds": pl.Float64,
+    "sms_sdk_app_id": pl.Utf8,
 }
 
 
-def _parse_file(spooled: SpoolFile, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> _Parsed:
+def _parse_file(spooled: SpoolFile, provider_timezone: str, sdk_app_id: str) -> _Parsed:
     ledger = {"batch_id": spooled.batch_id, "action": spooled.action, "pulled_at": _pulled_at(spooled),
               "request_id": None, "outcome": "ok", "error_code": None, "error_message": None, "records": 0,
-              "pull_limit": None, "pull_workers": None, "pull_seconds": None}
+              "pull_limit": None, "pull_workers": None, "pull_seconds": None, "sms_sdk_app_id": sdk_app_id}
     parsed = _Parsed(spooled, ledger)
     data = spooled.path.read_bytes()
     if spooled.kind == INDETERMINATE:
@@ -260,7 +262,8 @@ def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> t
     record that is not an object is quarantined."""
     quarantine: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    meta: dict[str, list[Any]] = {"record_index": [], "batch_id": [], "action": [], "pulled_at": [], "request_id": []}
+    meta: dict[str, list[Any]] = {"record_index": [], "batch_id": [], "action": [], "pulled_at": [], "request_id": [],
+                                  "sms_sdk_app_id": []}
     for p in group:
         spooled, request_id, pulled_at = p.spooled, p.ledger["request_id"], p.ledger["pulled_at"]
         batch_id = spooled.batch_id
@@ -277,6 +280,7 @@ def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> t
         meta["action"] += [spooled.action] * n
         meta["pulled_at"] += [pulled_at] * n
         meta["request_id"] += [request_id] * n
+        meta["sms_sdk_app_id"] += [p.ledger["sms_sdk_app_id"]] * n
     columns: dict[str, list[Any]] = {}
     odd: dict[int, dict[str, Any]] = {}  # record position -> its unknown fields and mistyped values
     for api_name, (column, dtype) in fields.items():
@@ -303,7 +307,7 @@ def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> t
         {**columns, "extra_fields": extras, **meta},
         schema={**{column: dtype for column, dtype in fields.values()}, "extra_fields": pl.Utf8,
                 "record_index": pl.Int32, "batch_id": pl.Utf8, "action": pl.Utf8,
-                "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8},
+                "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8, "sms_sdk_app_id": pl.Utf8},
     )
     return frame, quarantine
 
@@ -379,10 +383,11 @@ def _record_channels(con: duckdb.DuckDBPyConnection, receipts: pl.DataFrame) -> 
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict[str, int]:
-    """Insert the records whose key the table does not hold yet (the first of repeated ones);
-    returns how many were new per batch."""
-    with registered(con, "_incoming", frame.unique(subset="record_key", keep="first", maintain_order=True)):
-        new = con.execute(f"select i.* from _incoming i anti join {table} t using (record_key)").pl()
+    """Insert the records whose key (application and record_key) the table does not hold yet (the
+    first of repeated ones); returns how many were new per batch."""
+    key = ["sms_sdk_app_id", "record_key"]
+    with registered(con, "_incoming", frame.unique(subset=key, keep="first", maintain_order=True)):
+        new = con.execute(f"select i.* from _incoming i anti join {table} t using ({', '.join(key)})").pl()
     insert_frame(con, table, new)
     return dict(new.group_by("batch_id").len().iter_rows())
 

@@ -20,6 +20,7 @@ from pipelines.ingest.statistics import fetch_statistics, settled_hours, store_s
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import sql_text
+from pipelines.warehouse.prices import PriceTableError, read_prices, store_prices
 from pipelines.warehouse.sending_app import load_source_files
 
 
@@ -242,6 +243,29 @@ def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResou
                 "quarantined_rows": report.quarantined,
                 "problems": "\n".join(report.problems) or "none",
             })
+
+
+@dg.asset(key=["raw", "prices"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL)
+def prices(context: dg.AssetExecutionContext, sources: SourcesResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """raw.prices: the unit prices of SMSLEDGER_PRICES (a CSV of region, message_type, unit_price,
+    currency, valid_from), replaced whole at every run; empty without the variable (costs stay
+    null). A file with a line that is not a price is refused whole, naming the line, and the
+    prices loaded before stay."""
+    frame = None
+    if sources.prices_path:
+        try:
+            frame = read_prices(sources.prices_path)
+        except PriceTableError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+    else:
+        context.log.info("no price table (SMSLEDGER_PRICES): fee counts stay, costs are null")
+    with warehouse.connect() as con:
+        stored = store_prices(con, frame)
+    return dg.MaterializeResult(metadata={
+        "configured": bool(sources.prices_path),
+        "prices": stored,
+        "currencies": ", ".join(sorted(set(frame["currency"]))) if stored else "none",
+    })
 
 
 @dg.asset(key=["raw", "signs_and_templates"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL,

@@ -111,10 +111,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class SourcesResource(dg.ConfigurableResource):
-    """Globs of the sending application's SendSms log and conversion events (both optional)."""
+    """Globs of the sending application's SendSms log and conversion events, and the price table
+    (all optional)."""
 
     sends_path: str | None = None
     conversions_path: str | None = None
+    prices_path: str | None = None  # SMSLEDGER_PRICES
 
 
 class MetricsConfig(dg.ConfigurableResource):

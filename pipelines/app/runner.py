@@ -154,7 +154,12 @@ def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.
 
 
 def check_days(settings: Settings, first: dt.date, last: dt.date) -> None:
-    """Refuse days that are not daily partitions, before anything is done for them."""
+    """Refuse days that are not daily partitions, and a price table that does not parse (its
+    PriceTableError names the line), before anything is done for them."""
+    if settings.prices_path is not None:
+        from pipelines.warehouse.prices import read_prices
+
+        read_prices(settings.prices_path)
     if last < first:
         raise CommandError(f"the end {last} is before the start {first}")
     if first < settings.start_date:

@@ -134,6 +134,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP
             con.execute(sql_text("ddl/raw_applications"))
             for name in altered:  # rows loaded before: the one application there was
                 con.execute(f"update raw.{name} set {APP_COLUMN} = $app", {"app": sdk_app_id})
+    con.execute(sql_text("ddl/prices"))
     con.execute(sql_text("ddl/staging"))
     con.execute(sql_text("ddl/marts"))
 

@@ -1,13 +1,15 @@
 """Several applications (SMSLEDGER_SDK_APP_ID=a,b,...) through the Dagster jobs against a
 simulator of two: each application's queues drained into rows that name it, its statistics stored
 per hour beside the other's, and one application id the provider refuses reported by id without
-stopping the others. Compared with the simulator's ground truth per application."""
+stopping the others. Compared with the simulator's ground truth per application. Spend: the price
+table (SMSLEDGER_PRICES) loaded, or refused naming its line before anything is drained; the fee of
+the sends log reconciled with the provider's FeeCount per day and application."""
 
 import datetime as dt
 
 import duckdb
 import pytest
-from support import pipeline_settings, start
+from support import pipeline_settings, smsledger, start
 
 from pipelines.app.demo import DEMO_RATE_SCALE
 from pipelines.app.runner import run_days, run_drain
@@ -17,6 +19,8 @@ APPS = ("1400000000", "1400000111")
 NOT_OURS = "1400000999"  # an id the account does not own: the provider refuses it
 END = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 DAYS = 2
+PRICES = ("region,message_type,unit_price,currency,valid_from\n"
+          "CN,mainland,0.045,CNY,2026-01-01\nCN,mainland,0.04,CNY,2026-11-19\nID,international,0.35,CNY,2026-01-01\n")
 
 
 def query(path, sql, params=None):
@@ -35,7 +39,9 @@ def synced(tmp_path_factory):
                 rate_scale=DEMO_RATE_SCALE)  # the pipeline's settings are the demo's
     first = (END - dt.timedelta(days=DAYS)).date()
     last = (END - dt.timedelta(days=1)).date()
-    settings = pipeline_settings(root, sim, first, sdk_app_ids=(*APPS, NOT_OURS))
+    prices = root / "prices.csv"
+    prices.write_text(PRICES)
+    settings = pipeline_settings(root, sim, first, sdk_app_ids=(*APPS, NOT_OURS), prices_path=prices)
     lines = []
     drained = run_drain(settings, log=lines.append)
     built = run_days(settings, first, last, log=lines.append)
@@ -88,3 +94,41 @@ def test_statistics_per_application_match_the_provider(synced):
         assert (requests, callbacks) == (truth["SendStatusStatistics"]["RequestCount"],
                                          truth["CallbackStatusStatistics"]["CallbackCount"])
     assert api_hours[0][4] != api_hours[1][4]  # two applications, two volumes
+
+
+def test_the_price_table_is_loaded(synced):
+    _, settings, _, _, _ = synced
+    assert query(settings.warehouse, "select region, message_type, unit_price::varchar, currency, valid_from::varchar "
+                                     "from raw.prices order by all") == [
+        ("CN", "mainland", "0.040000", "CNY", "2026-11-19"), ("CN", "mainland", "0.045000", "CNY", "2026-01-01"),
+        ("ID", "international", "0.350000", "CNY", "2026-01-01")]
+
+
+def test_fee_is_reconciled_with_the_provider_per_day_and_application(synced):
+    sim, settings, _, built, _ = synced
+    assert not [line for line in built.errors + built.warnings if "fee_matches_provider" in line]
+    # the sends log's fee of one application, one day, made to differ: that day fails, naming it
+    first = (END - dt.timedelta(days=DAYS)).date()
+    con = duckdb.connect(str(settings.warehouse))
+    con.execute("update raw.sends set fee = fee + 1 where serial_no = (select min(serial_no) from raw.sends "
+                "where sms_sdk_app_id = $app and code = 'Ok' and to_timestamp(send_time)::date = $day)",
+                {"app": APPS[1], "day": first})
+    con.close()
+    again = run_days(settings, first, first, log=lambda _: None)
+    fee_lines = [line for line in again.errors + again.warnings if "fee_matches_provider" in line]
+    assert len(fee_lines) == 1 and f"application {APPS[1]}: fee ours" in fee_lines[0] and "(+1)" in fee_lines[0]
+    assert APPS[0] not in fee_lines[0]
+
+
+def test_a_price_table_that_does_not_parse_is_refused_before_anything_is_drained(synced, tmp_path):
+    sim, settings, _, _, _ = synced
+    bad = tmp_path / "prices.csv"
+    bad.write_text(PRICES + "ID,international,free,CNY,2026-01-01\n")
+    requests = sum(sim.service.stats.requests.values())
+    done = smsledger("sync", env={"SMSLEDGER_ENDPOINT": sim.url, "SMSLEDGER_PRICES": str(bad),
+                                  "SMSLEDGER_WAREHOUSE": str(tmp_path / "w.duckdb"),
+                                  "SMSLEDGER_SPOOL_DIR": str(tmp_path / "spool"), "SMSLEDGER_START_DATE": "2026-11-01"})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"smsledger sync: SMSLEDGER_PRICES={bad}: line 5: unit_price 'free' is not a price (a decimal of 0 or more)")
+    assert sum(sim.service.stats.requests.values()) == requests

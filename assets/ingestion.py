@@ -15,12 +15,13 @@ from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
 from pipelines.ingest.drain import drain_queue
 from pipelines.ingest.gapfill import DEFAULT_CALL_BUDGET, GapFillReport, run_gap_fill
 from pipelines.days import days_of
-from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
+from assets.resources import MetricsConfig, PersonalDataConfig, SmsApiResource, SourcesResource, WarehouseResource
 from pipelines.ingest.statistics import fetch_statistics, settled_hours, store_statistics
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import sql_text
 from pipelines.warehouse.prices import PriceTableError, read_prices, store_prices
+from pipelines.warehouse.retention import purge_personal_data
 from pipelines.warehouse.sending_app import load_source_files
 
 
@@ -265,6 +266,35 @@ def prices(context: dg.AssetExecutionContext, sources: SourcesResource, warehous
         "configured": bool(sources.prices_path),
         "prices": stored,
         "currencies": ", ".join(sorted(set(frame["currency"]))) if stored else "none",
+    })
+
+
+@dg.asset(key=["raw", "personal_data_purge"], deps=[raw_queue_records, gap_fill, ["raw", "sends"]],
+          group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL)
+def personal_data_purge(context: dg.AssetExecutionContext, warehouse: WarehouseResource, metrics: MetricsConfig,
+                        personal_data: PersonalDataConfig) -> dg.MaterializeResult:
+    """Phone numbers in raw and staging older than SMSLEDGER_PII_RETENTION_DAYS made null (a
+    reply's record_key too), the numbers gap filling asked deleted, quarantined payloads cleared;
+    reply texts past the rebuild window kept, kept for opt-outs only, or dropped per
+    SMSLEDGER_REPLY_TEXT. Each is counted in the metadata (pipelines/warehouse/retention.py)."""
+    now = dt.datetime.now(dt.UTC)
+    numbers_before = (now - dt.timedelta(days=personal_data.retention_days)
+                      if personal_data.retention_days is not None else None)
+    texts_before = numbers_before or now - dt.timedelta(days=personal_data.minimum_retention_days)
+    with warehouse.connect() as con:
+        report = purge_personal_data(con, numbers_before=numbers_before, texts_before=texts_before,
+                                     reply_text=personal_data.reply_text, opt_out_words=metrics.opt_out_words)
+    if report.total:
+        context.log.info(f"personal data: {sum(report.rows.values()):,} rows lost their numbers, "
+                         f"{sum(report.reply_texts.values()):,} reply texts dropped")
+    return dg.MaterializeResult(metadata={
+        "retention_days": personal_data.retention_days if personal_data.retention_days is not None else "unset",
+        "numbers_before": numbers_before.isoformat() if numbers_before else "unset",
+        "reply_text": personal_data.reply_text,
+        **{f"numbers_purged_{table.replace('.', '_')}": n for table, n in report.rows.items()},
+        **{f"reply_texts_dropped_{table.replace('.', '_')}": n for table, n in report.reply_texts.items()},
+        "gap_fill_calls_deleted": report.gap_fill_calls_deleted,
+        "quarantine_payloads_cleared": report.quarantine_payloads,
     })
 
 

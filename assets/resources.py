@@ -134,3 +134,18 @@ class MetricsConfig(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings) -> MetricsConfig:
         return cls(conversion_window_days=settings.conversion_window_days,
                    reply_window_hours=settings.reply_window_hours, lookback_days=settings.lookback_days)
+
+
+class PersonalDataConfig(dg.ConfigurableResource):
+    """How long raw numbers stay in raw and staging (SMSLEDGER_PII_RETENTION_DAYS; None: for good)
+    and what of the replies' texts is kept (SMSLEDGER_REPLY_TEXT), with the shortest retention that
+    loses nothing the pipeline needs (texts go then when no retention is set)."""
+
+    retention_days: int | None = None
+    minimum_retention_days: int = 12
+    reply_text: str = "keep"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PersonalDataConfig:
+        return cls(retention_days=settings.pii_retention_days, reply_text=settings.reply_text,
+                   minimum_retention_days=settings.pii_minimum_retention_days)

@@ -238,7 +238,7 @@ class Settings:
         # A simulator's records must never mix with a real account's: against a loopback endpoint
         # the default warehouse and spool are the simulator's own, beside the files it writes.
         data = Path("data/simulator") if is_loopback(endpoint) else Path("data")
-        return cls(
+        settings = cls(
             secret_id=secret_id or "",
             secret_key=secret_key or "",
             session_token=get("TENCENTCLOUD_SESSION_TOKEN"),
@@ -262,6 +262,13 @@ class Settings:
             **_callback_settings(get),
             **_personal_data_settings(get),
         )
+        if settings.pii_retention_days is not None and settings.pii_retention_days < settings.pii_minimum_retention_days:
+            raise ConfigError(
+                f"SMSLEDGER_PII_RETENTION_DAYS={settings.pii_retention_days} must be at least "
+                f"{settings.pii_minimum_retention_days}: the daily run rebuilds {settings.rematerialize_days} days before "
+                f"yesterday, a reply is attributed up to {settings.reply_window_days} days after its message, and gap "
+                "filling asks by number 7 days back")
+        return settings
 
     @property
     def sdk_app_id(self) -> str:
@@ -273,6 +280,14 @@ class Settings:
         """Days before yesterday that the daily run builds again: the receipt lookback, and the
         conversion window, since a conversion reported days later still counts for its message."""
         return max(self.lookback_days, self.conversion_window_days)
+
+    @property
+    def pii_minimum_retention_days(self) -> int:
+        """The shortest SMSLEDGER_PII_RETENTION_DAYS that loses nothing the pipeline needs: gap
+        filling asks by number 7 days back (and a day more for a receipt without a usable time),
+        the daily run rebuilds `rematerialize_days` days before yesterday, and a reply reaches back
+        `reply_window_days` to the delivery it answers (plus today, still open)."""
+        return max(8, self.rematerialize_days + self.reply_window_days + 2)
 
     @property
     def reply_window_days(self) -> int:

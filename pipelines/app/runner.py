@@ -219,6 +219,11 @@ def drain_summary(found: dict[tuple[str, str | None], dict[str, object]]) -> lis
         of_apps = f" of {len(apps)} applications" if len(apps) > 1 else ""
         lines.append(f"pulled {pages.get('receipts_pulled', 0):,} receipts and {pages.get('replies_pulled', 0):,} "
                      f"replies{of_apps}{note}")
+        if len(apps) > 1:
+            for app, got in apps.items():
+                parts = [f"{name} refused ({got[name + '_error']})" if name + "_error" in got
+                         else f"{got.get(name + '_pulled', 0):,} {name}" for name in ("receipts", "replies")]
+                lines.append(f"  application {app}: {', '.join(parts)}")
     records = found.get(("raw/queue_records", None))
     if records is not None:
         lost = records.get("indeterminate_pulls", 0)

@@ -126,7 +126,7 @@ def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> Sta
     report.request_success_count = int(frame["request_success_count"].sum())
     report.callback_count = int(frame["callback_count"].sum())
     with transaction(con), registered(con, "_fetched_hours", frame.select("sms_sdk_app_id", "provider_hour")):
-        con.execute("delete from raw.statistics_hourly s using _fetched_hours f "
-                    "where s.sms_sdk_app_id = f.sms_sdk_app_id and s.provider_hour = f.provider_hour")
+        con.execute("delete from raw.statistics_hourly where sms_sdk_app_id || '|' || provider_hour in "
+                    "(select sms_sdk_app_id || '|' || provider_hour from _fetched_hours)")
         insert_frame(con, "raw.statistics_hourly", frame)
     return report

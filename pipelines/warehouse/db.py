@@ -115,6 +115,9 @@ def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: f
         con.close()
 
 
+# The warehouse's DDL, in order (each file idempotent): a new warehouse is made by running them.
+SCHEMA_FILES = ("ddl/raw", "ddl/raw_applications", "ddl/prices", "ddl/staging", "ddl/marts")
+
 # Tables that name their application, and how an older table gets the column: an `alter table`
 # for those without a `current_timestamp` default (sql/ddl/raw_applications.sql), a rebuild for the
 # others (see `_rebuild`) and for raw.statistics_hourly, whose key was the hour alone.
@@ -127,16 +130,12 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP
     for name in _REBUILT_FOR_APPLICATIONS:
         if _lacks_column(con, "raw", name, APP_COLUMN) or (name == "batches" and _lacks_column(con, "raw", name, "pull_limit")):
             _rebuild(con, f"raw.{name}", sdk_app_id)
-    con.execute(sql_text("ddl/raw"))
     altered = [name for name in _ALTERED_FOR_APPLICATIONS if _lacks_column(con, "raw", name, APP_COLUMN)]
-    if altered:
-        with transaction(con):
-            con.execute(sql_text("ddl/raw_applications"))
-            for name in altered:  # rows loaded before: the one application there was
-                con.execute(f"update raw.{name} set {APP_COLUMN} = $app", {"app": sdk_app_id})
-    con.execute(sql_text("ddl/prices"))
-    con.execute(sql_text("ddl/staging"))
-    con.execute(sql_text("ddl/marts"))
+    with transaction(con):
+        for name in SCHEMA_FILES:
+            con.execute(sql_text(name))
+        for name in altered:  # rows loaded before: the one application there was
+            con.execute(f"update raw.{name} set {APP_COLUMN} = $app", {"app": sdk_app_id})
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:

@@ -92,13 +92,16 @@ def _purge_reply_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cu
         f"select record_key as old_key, '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index as new_key "
         f"from raw.reply_status where pulled_at < $cutoff and record_key not like '{PURGED_KEY_PREFIX}%'",
         {"cutoff": cutoff})
+    # no `update ... from`, nor `delete ... using`: a DuckLake catalog takes plain updates only
     try:
         report.rows["staging.replies"] = _changed(
-            con, "update staging.replies s set record_key = p.new_key, phone_number = null, phone_e164 = null "
-                 "from _purged_replies p where s.record_key = p.old_key")
+            con, "update staging.replies set phone_number = null, phone_e164 = null, record_key = "
+                 "(select min(p.new_key) from _purged_replies p where p.old_key = staging.replies.record_key) "
+                 "where record_key in (select old_key from _purged_replies)")
         report.rows["raw.reply_status"] = _changed(
-            con, "update raw.reply_status r set record_key = p.new_key, phone_number = null, subscriber_number = null "
-                 "from _purged_replies p where r.record_key = p.old_key and r.pulled_at < $cutoff", {"cutoff": cutoff})
+            con, f"update raw.reply_status set record_key = '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index, "
+                 f"phone_number = null, subscriber_number = null "
+                 f"where pulled_at < $cutoff and record_key not like '{PURGED_KEY_PREFIX}%'", {"cutoff": cutoff})
     finally:
         con.execute("drop table if exists _purged_replies")
 

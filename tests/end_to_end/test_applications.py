@@ -76,6 +76,9 @@ def test_the_refused_application_is_named_and_the_others_go_on(synced):
                for line in drained.errors), drained.errors
     assert not any(app in line for line in drained.errors for app in APPS)
     assert any("of 3 applications" in line for line in lines)
+    assert f"  application {NOT_OURS}: receipts refused (UnauthorizedOperation.SmsSdkAppIdVerifyFail), replies refused " \
+           "(UnauthorizedOperation.SmsSdkAppIdVerifyFail)" in lines
+    assert any(line.startswith(f"  application {APPS[1]}: ") and "receipts refused" not in line for line in lines)
     assert any(NOT_OURS in line and "statistics_complete" in line for line in built.warnings), built.warnings
 
 

@@ -28,7 +28,8 @@ from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 from pipelines.spool import Spool
 from pipelines.warehouse import lake
-from pipelines.warehouse.db import ensure_schema, open_warehouse, sql_text
+from pipelines.config import DEMO_SDK_APP_ID
+from pipelines.warehouse.db import SCHEMA_FILES, ensure_schema, open_warehouse, sql_text
 from pipelines.warehouse.loader import load_spool
 from pipelines.warehouse.marts import MARTS, rebuild
 from pipelines.warehouse.sending_app import load_source_files
@@ -108,7 +109,7 @@ def test_the_pipeline_on_a_lake_gives_the_rows_of_a_duckdb_file(tmp_path, lake_l
         # ensure_schema as it stands is refused: the DDL must lose its primary keys
         with pytest.raises(Exception, match="PRIMARY KEY/UNIQUE constraints are not supported in DuckLake"):
             ensure_schema(con)
-        for name in ("ddl/raw", "ddl/staging", "ddl/marts"):
+        for name in SCHEMA_FILES:
             con.execute(lake_ddl(name))
         # The sending application's rows and the statistics, copied from the file (their writers use
         # `on conflict` / `insert or replace`: see test_upserts_by_merge_into_replace_by_key).
@@ -158,7 +159,8 @@ def _searches(plan) -> list[tuple]:
 
 def _report_params(report: str, days: DayRange) -> dict:
     text = sql_text(f"reports/{report}")
-    params = {**days.dates(), **days.instants(), **days.seconds(), "timezone": "UTC", "batch_ids": []}
+    params = {**days.dates(), **days.instants(), **days.seconds(), "timezone": "UTC", "batch_ids": [],
+              "apps": [DEMO_SDK_APP_ID], "first_app": DEMO_SDK_APP_ID}
     return {k: v for k, v in params.items() if f"${k}" in text}
 
 

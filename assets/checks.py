@@ -18,7 +18,7 @@ import dagster as dg
 
 from assets.options import WAREHOUSE_POOL
 from assets.reporting import DayResult, evaluate_days
-from assets.resources import MetricsConfig, SmsApiResource, WarehouseResource
+from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.days import DayRange, days_of
 from pipelines.warehouse.db import sql_text
 
@@ -168,13 +168,13 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                     "SendStatusStatistics.FeeCount. An application without sends-log messages that "
                                     "day, or whose statistics miss hours of it, has nothing to compare and passes.")
         def fee_matches_provider(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                                 sms_api: SmsApiResource, metrics: MetricsConfig):
+                                 metrics: MetricsConfig):
             days = days_of(context, partitions)
             settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
             with warehouse.connect() as con:
                 rows = con.execute(sql_text("reports/check_fee_reconciliation"), {
                     **days.instants(), **days.seconds(), "timezone": partitions.timezone,
-                    "apps": sms_api.sdk_app_ids, "first_app": sms_api.sdk_app_ids[0]}).fetchall()
+                    "first_app": warehouse.first_sdk_app_id}).fetchall()
 
             def evaluate(day: dt.date) -> DayResult:
                 whole_day = DayRange(day, day, ZoneInfo(partitions.timezone))

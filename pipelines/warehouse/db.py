@@ -162,11 +162,12 @@ def _rebuild(con: duckdb.DuckDBPyConnection, table: str, sdk_app_id: str) -> Non
     with transaction(con):
         con.execute(f"alter table {table} rename to {before}")
         con.execute(sql_text("ddl/raw"))
-        kept = _columns(con, schema, before)
-        columns, values = ", ".join(kept), ", ".join(kept)
-        if APP_COLUMN not in kept and APP_COLUMN in _columns(con, schema, name):
-            columns, values = f"{columns}, {APP_COLUMN}", f"{values}, $app"
-        con.execute(f"insert into {table} ({columns}) select {values} from {schema}.{before}", {"app": sdk_app_id})
+        kept = ", ".join(_columns(con, schema, before))
+        if APP_COLUMN in kept.split(", "):
+            con.execute(f"insert into {table} ({kept}) select {kept} from {schema}.{before}")
+        else:
+            con.execute(f"insert into {table} ({kept}, {APP_COLUMN}) select {kept}, $app from {schema}.{before}",
+                        {"app": sdk_app_id})
         con.execute(f"drop table {schema}.{before}")
 
 

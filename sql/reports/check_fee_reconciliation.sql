@@ -19,5 +19,4 @@ provider as (
 )
 select day, sms_sdk_app_id, coalesce(o.messages, 0) as messages, o.fee, p.fee_count, coalesce(p.hours, 0) as hours
 from ours o full join provider p using (sms_sdk_app_id, day)
-where sms_sdk_app_id in (select unnest($apps))
 order by day, sms_sdk_app_id

@@ -160,7 +160,7 @@ def _searches(plan) -> list[tuple]:
 def _report_params(report: str, days: DayRange) -> dict:
     text = sql_text(f"reports/{report}")
     params = {**days.dates(), **days.instants(), **days.seconds(), "timezone": "UTC", "batch_ids": [],
-              "apps": [DEMO_SDK_APP_ID], "first_app": DEMO_SDK_APP_ID}
+              "first_app": DEMO_SDK_APP_ID}
     return {k: v for k, v in params.items() if f"${k}" in text}
 
 

@@ -119,8 +119,9 @@ def open_warehouse(path: Path | str, *, read_only: bool = False, wait_seconds: f
 SCHEMA_FILES = ("ddl/raw", "ddl/raw_applications", "ddl/prices", "ddl/staging", "ddl/marts")
 
 # Tables that name their application, and how an older table gets the column: an `alter table`
-# for those without a `current_timestamp` default (sql/ddl/raw_applications.sql), a rebuild for the
-# others (see `_rebuild`) and for raw.statistics_hourly, whose key was the hour alone.
+# for those without a `current_timestamp` default (new warehouses: sql/ddl/raw_applications.sql),
+# a rebuild for the others (see `_rebuild`) and for raw.statistics_hourly, whose key was the hour
+# alone.
 _ALTERED_FOR_APPLICATIONS = ("send_status", "reply_status")
 _REBUILT_FOR_APPLICATIONS = ("batches", "gap_fill_searches", "statistics_hourly")
 APP_COLUMN = "sms_sdk_app_id"
@@ -132,10 +133,16 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP
             _rebuild(con, f"raw.{name}", sdk_app_id)
     altered = [name for name in _ALTERED_FOR_APPLICATIONS if _lacks_column(con, "raw", name, APP_COLUMN)]
     with transaction(con):
+        for name in altered:
+            # Rows loaded before belong to the one application there was. A column added with a
+            # default gets it without rewriting the table (an update of 10M receipts held twice the
+            # memory); the default is then dropped, so a row must say its application.
+            if not sdk_app_id.isdigit():
+                raise ValueError(f"{sdk_app_id!r} is not an SmsSdkAppId")
+            con.execute(f"alter table raw.{name} add column {APP_COLUMN} varchar default '{sdk_app_id}'")
+            con.execute(f"alter table raw.{name} alter column {APP_COLUMN} drop default")
         for name in SCHEMA_FILES:
             con.execute(sql_text(name))
-        for name in altered:  # rows loaded before: the one application there was
-            con.execute(f"update raw.{name} set {APP_COLUMN} = $app", {"app": sdk_app_id})
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:

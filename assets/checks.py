@@ -100,7 +100,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         def receipt_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                              metrics: MetricsConfig):
             days = days_of(context, partitions)
-            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
+            settled_before = _settled_before(partitions, metrics)
             rows = _rows_by_day(warehouse, "check_receipt_coverage", days)
 
             def evaluate(day: dt.date) -> DayResult:
@@ -132,7 +132,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         def matches_provider_statistics(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                         metrics: MetricsConfig):
             days = days_of(context, partitions)
-            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
+            settled_before = _settled_before(partitions, metrics)
             rows = _rows_by_day(warehouse, "check_reconciliation", days)
 
             def evaluate(day: dt.date) -> DayResult:
@@ -170,7 +170,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         def fee_matches_provider(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                  metrics: MetricsConfig):
             days = days_of(context, partitions)
-            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
+            settled_before = _settled_before(partitions, metrics)
             with warehouse.connect() as con:
                 rows = con.execute(sql_text("reports/check_fee_reconciliation"), {
                     **days.instants(), **days.seconds(), "timezone": partitions.timezone,
@@ -255,6 +255,11 @@ def _result(passed: bool, failure: str, metadata: dict) -> dg.AssetCheckResult:
 
 def _today(timezone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def _settled_before(partitions: dg.DailyPartitionsDefinition, metrics: MetricsConfig) -> dt.date:
+    """The first day still inside the lookback window: receipts (and fees) still move before it."""
+    return _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
 
 
 def _jsonable(value: object) -> object:

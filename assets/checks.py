@@ -29,11 +29,13 @@ ALLOWED_REPORT_STATUS = "allowed_report_status"
 RECEIPT_COVERAGE = "receipt_coverage"
 MATCHES_PROVIDER_STATISTICS = "matches_provider_statistics"
 RECEIPTS_BY_CHANNEL = "receipts_by_channel"
+FEE_MATCHES_PROVIDER = "fee_matches_provider"
 
 MESSAGE_STATUS = dg.AssetKey(["marts", "message_status"])
 REPLIES = dg.AssetKey(["marts", "replies"])
 DELIVERY_DAILY = dg.AssetKey(["marts", "delivery_daily"])
 RECONCILIATION_DAILY = dg.AssetKey(["marts", "reconciliation_daily"])
+STATISTICS_HOURLY = dg.AssetKey(["raw", "statistics_hourly"])
 
 # Tables and the columns that must identify a row (identifiers only: no values are formatted in).
 _KEYS = {
@@ -98,7 +100,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         def receipt_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                              metrics: MetricsConfig):
             days = days_of(context, partitions)
-            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
+            settled_before = _settled_before(partitions, metrics)
             rows = _rows_by_day(warehouse, "check_receipt_coverage", days)
 
             def evaluate(day: dt.date) -> DayResult:
@@ -130,7 +132,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         def matches_provider_statistics(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                                         metrics: MetricsConfig):
             days = days_of(context, partitions)
-            settled_before = _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
+            settled_before = _settled_before(partitions, metrics)
             rows = _rows_by_day(warehouse, "check_reconciliation", days)
 
             def evaluate(day: dt.date) -> DayResult:
@@ -158,6 +160,46 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                 return DayResult(False, f"differs from the provider's statistics: {text}", severity, metadata)
 
             yield from evaluate_days(context, RECONCILIATION_DAILY, MATCHES_PROVIDER_STATISTICS, days.days(), evaluate)
+
+        @dg.asset_check(name=FEE_MATCHES_PROVIDER, asset=STATISTICS_HOURLY, partitions_def=partitions,
+                        pool=WAREHOUSE_POOL,
+                        description="Per day and application, the fee (billable segments) of the sends log's accepted "
+                                    "messages is within reconciliation_tolerance of the provider's "
+                                    "SendStatusStatistics.FeeCount. An application without sends-log messages that "
+                                    "day, or whose statistics miss hours of it, has nothing to compare and passes.")
+        def fee_matches_provider(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                                 metrics: MetricsConfig):
+            days = days_of(context, partitions)
+            settled_before = _settled_before(partitions, metrics)
+            with warehouse.connect() as con:
+                rows = con.execute(sql_text("reports/check_fee_reconciliation"), {
+                    **days.instants(), **days.seconds(), "timezone": partitions.timezone,
+                    "first_app": warehouse.first_sdk_app_id}).fetchall()
+
+            def evaluate(day: dt.date) -> DayResult:
+                whole_day = DayRange(day, day, ZoneInfo(partitions.timezone))
+                hours_per_day = round((whole_day.end - whole_day.start).total_seconds() / 3600)
+                compared, differences, skipped = {}, [], []
+                for _, app, messages, fee, fee_count, hours in (row for row in rows if row[0] == day):
+                    if not messages or hours < hours_per_day:
+                        skipped.append(f"{app}: " + ("no sends-log messages" if not messages else
+                                                     f"statistics for {hours} of {hours_per_day} hours"))
+                        continue
+                    compared[app] = {"ours": int(fee or 0), "provider": int(fee_count or 0)}
+                    if abs(compared[app]["ours"] - compared[app]["provider"]) > metrics.reconciliation_tolerance * (fee_count or 0):
+                        ours, provider = compared[app]["ours"], compared[app]["provider"]
+                        differences.append(f"application {app}: fee ours {ours:,} vs FeeCount {provider:,} "
+                                           f"({ours - provider:+,})")
+                metadata = {"fee": dg.MetadataValue.json(compared), "not_compared": "; ".join(skipped) or "none"}
+                if not differences:
+                    return DayResult(True, None if compared else f"nothing to compare ({'; '.join(skipped) or 'no data'})",
+                                     metadata=metadata)
+                # Statistics hours still move while late sends are counted: a warning inside the
+                # lookback window, an error once the day is settled.
+                severity = dg.AssetCheckSeverity.ERROR if day < settled_before else dg.AssetCheckSeverity.WARN
+                return DayResult(False, "; ".join(differences), severity, metadata)
+
+            yield from evaluate_days(context, STATISTICS_HOURLY, FEE_MATCHES_PROVIDER, days.days(), evaluate)
 
         @dg.asset_check(name=RECEIPTS_BY_CHANNEL, asset=MESSAGE_STATUS, partitions_def=partitions, pool=WAREHOUSE_POOL,
                         description="Per day, the receipts that came by push callback, by pull, and by both. The drain "
@@ -194,6 +236,7 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
         receipt_coverage,
         matches_provider_statistics,
         receipts_by_channel,
+        fee_matches_provider,
     ]
 
 
@@ -212,6 +255,11 @@ def _result(passed: bool, failure: str, metadata: dict) -> dg.AssetCheckResult:
 
 def _today(timezone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def _settled_before(partitions: dg.DailyPartitionsDefinition, metrics: MetricsConfig) -> dt.date:
+    """The first day still inside the lookback window: receipts (and fees) still move before it."""
+    return _today(partitions.timezone) - dt.timedelta(days=metrics.lookback_days)
 
 
 def _jsonable(value: object) -> object:

@@ -21,11 +21,14 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 from assets.checks import build_checks  # noqa: E402
 from assets.housekeeping import release_dead_runs_sensor  # noqa: E402
 from assets.ingestion import (  # noqa: E402
-    daily_assets, gap_fill, queue_pages, raw_queue_records, sending_app_records, signs_and_templates,
+    daily_assets, gap_fill, personal_data_purge, prices, queue_pages, raw_queue_records, sending_app_records,
+    signs_and_templates,
 )
 from assets.marts import mart_assets  # noqa: E402
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START  # noqa: E402
-from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource  # noqa: E402
+from assets.resources import (  # noqa: E402
+    MetricsConfig, PersonalDataConfig, SmsApiResource, SourcesResource, WarehouseResource,
+)
 from assets.sensors import LOAD_SPOOL_JOB, push_sensors  # noqa: E402
 from assets.staging import staging_assets  # noqa: E402
 from pipelines.config import Settings  # noqa: E402
@@ -39,7 +42,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date, settings.timezone)
     daily = [*daily_assets(partitions), *staging_assets(partitions),
              *mart_assets(partitions, reply_window_days=settings.reply_window_days)]
-    drain_assets = [queue_pages, raw_queue_records, sending_app_records, gap_fill, signs_and_templates]
+    drain_assets = [queue_pages, raw_queue_records, sending_app_records, gap_fill, signs_and_templates, prices,
+                    personal_data_purge]
 
     drain_job = dg.define_asset_job(
         DRAIN_JOB, selection=dg.AssetSelection.assets(*drain_assets),
@@ -84,8 +88,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources={
             "sms_api": SmsApiResource.from_settings(settings),
             "warehouse": WarehouseResource.from_settings(settings),
-            "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path),
+            "sources": SourcesResource(sends_path=settings.sends_path, conversions_path=settings.conversions_path,
+                                       prices_path=str(settings.prices_path) if settings.prices_path else None),
             "metrics": MetricsConfig.from_settings(settings),
+            "personal_data": PersonalDataConfig.from_settings(settings),
         },
     )
 

@@ -13,13 +13,15 @@ from assets.reporting import report_days
 from assets.options import TRANSIENT_RETRY, WAREHOUSE_POOL
 from pipelines.ingest.dimensions import fetch_dimensions, store_dimensions
 from pipelines.ingest.drain import drain_queue
-from pipelines.ingest.gapfill import DEFAULT_CALL_BUDGET, run_gap_fill
+from pipelines.ingest.gapfill import DEFAULT_CALL_BUDGET, GapFillReport, run_gap_fill
 from pipelines.days import days_of
-from assets.resources import MetricsConfig, SmsApiResource, SourcesResource, WarehouseResource
+from assets.resources import MetricsConfig, PersonalDataConfig, SmsApiResource, SourcesResource, WarehouseResource
 from pipelines.ingest.statistics import fetch_statistics, settled_hours, store_statistics
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, Unreachable
 from pipelines.warehouse.db import sql_text
+from pipelines.warehouse.prices import PriceTableError, read_prices, store_prices
+from pipelines.warehouse.retention import purge_personal_data
 from pipelines.warehouse.sending_app import load_source_files
 
 
@@ -60,46 +62,66 @@ class DrainConfig(dg.Config):
 )
 def queue_pages(context: dg.AssetExecutionContext, config: DrainConfig, sms_api: SmsApiResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Raw responses of PullSmsSendStatus and PullSmsReplyStatus, written to the spool (fsynced)
-    before parsing, until both queues are empty or the time budget is spent. Needs no database:
-    it keeps working while another process holds the warehouse. A queue that cannot be drained
-    (a provider error, too many failed pulls in a row) fails the check `queue_drained`; what was
+    """Raw responses of PullSmsSendStatus and PullSmsReplyStatus of every application, written to
+    the spool (fsynced, named with their application) before parsing, until the queues are empty or
+    the time budget is spent. Needs no database: it keeps working while another process holds the
+    warehouse. A queue that cannot be drained (a provider error such as an application id the
+    account does not own, too many failed pulls in a row) fails the check `queue_drained`, named
+    with its application; the other queues and applications are drained all the same, and what was
     spooled still loads in the next step."""
     spool = warehouse.spool()
-    metadata: dict[str, dg.RawMetadataValue] = {}
+    totals: dict[str, int] = {}
+    stopped_by: dict[str, str] = {}
+    by_app: dict[str, dict[str, object]] = {}
     problems: list[str] = []
     errors = 0
-    with provider_errors(), sms_api.client() as client:
-        for action, name in ((A.PULL_SEND_STATUS, "receipts"), (A.PULL_REPLY_STATUS, "replies")):
-            # Each queue on its own: replies not enabled for the application must not stop receipts.
-            try:
-                report = drain_queue(client, spool, action, time_budget_seconds=config.time_budget_seconds,
-                                     workers=sms_api.workers)
-            except TencentCloudError as exc:
-                context.log.error(str(exc))
-                problems.append(str(exc))
-                metadata[f"{name}_error"] = exc.code
-                errors += 1
-                continue
-            context.log.info(f"{action}: {report.records} records in {report.pulls} pulls "
-                             f"({report.pulls_per_second:.0f}/s), stopped by {report.stopped_by}")
-            metadata.update({
-                f"{name}_pulled": report.records,
-                f"{name}_pulls": report.pulls,
-                f"{name}_indeterminate_pulls": report.indeterminate,
-                f"{name}_throttled": report.throttled,
-                f"{name}_failed_pulls": report.transient_errors + report.unreachable,
-                f"{name}_stopped_by": report.stopped_by,
-            })
-            if report.stopped_by in ("failures", "error"):
-                failed = report.indeterminate + report.throttled + report.transient_errors + report.unreachable
-                problem = (f"{action}: the drain stopped on failures ({failed} failed pulls: {report.indeterminate} "
-                           f"indeterminate, {report.throttled} throttled, {report.transient_errors + report.unreachable} "
-                           f"other); {report.records:,} records spooled, the queue keeps the rest for the next drain")
-                context.log.warning(problem)
-                problems.append(problem)
-    if errors == 2:
-        # Nothing was pulled at all (credentials, the application id): no reason to go on.
+    with provider_errors():
+        for app in sms_api.sdk_app_ids:
+            by_app[app] = {}
+            with sms_api.client(app) as client:
+                for action, name in ((A.PULL_SEND_STATUS, "receipts"), (A.PULL_REPLY_STATUS, "replies")):
+                    # Each queue on its own: replies not enabled for the application must not stop
+                    # receipts, nor one application's refusal the others.
+                    try:
+                        report = drain_queue(client, spool, action, time_budget_seconds=config.time_budget_seconds,
+                                             workers=sms_api.workers)
+                    except TencentCloudError as exc:
+                        problem = f"application {app}: {action}: {exc}"
+                        context.log.error(problem)
+                        problems.append(problem)
+                        by_app[app][f"{name}_error"] = exc.code
+                        stopped_by.setdefault(name, "error")
+                        errors += 1
+                        continue
+                    context.log.info(f"application {app}: {action}: {report.records} records in {report.pulls} "
+                                     f"pulls ({report.pulls_per_second:.0f}/s), stopped by {report.stopped_by}")
+                    counts = {
+                        f"{name}_pulled": report.records,
+                        f"{name}_pulls": report.pulls,
+                        f"{name}_indeterminate_pulls": report.indeterminate,
+                        f"{name}_throttled": report.throttled,
+                        f"{name}_failed_pulls": report.transient_errors + report.unreachable,
+                    }
+                    for key, n in counts.items():
+                        totals[key] = totals.get(key, 0) + n
+                    by_app[app].update(counts, **{f"{name}_stopped_by": report.stopped_by})
+                    if report.stopped_by != "drained" or name not in stopped_by:
+                        stopped_by[name] = report.stopped_by
+                    if report.stopped_by in ("failures", "error"):
+                        failed = report.indeterminate + report.throttled + report.transient_errors + report.unreachable
+                        problem = (f"application {app}: {action}: the drain stopped on failures ({failed} failed "
+                                   f"pulls: {report.indeterminate} indeterminate, {report.throttled} throttled, "
+                                   f"{report.transient_errors + report.unreachable} other); {report.records:,} records "
+                                   "spooled, the queue keeps the rest for the next drain")
+                        context.log.warning(problem)
+                        problems.append(problem)
+    metadata: dict[str, dg.RawMetadataValue] = {
+        **totals, **{f"{name}_stopped_by": reason for name, reason in stopped_by.items()},
+        "applications": dg.MetadataValue.json(by_app),
+        "problems": "\n".join(problems) or "none",
+    }
+    if errors == 2 * len(sms_api.sdk_app_ids):
+        # Nothing was pulled at all (credentials, the application ids): no reason to go on.
         raise dg.Failure(description="; ".join(problems), metadata=metadata, allow_retries=False)
     return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
         check_name=QUEUE_DRAINED, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
@@ -163,9 +185,22 @@ def gap_fill(context: dg.AssetExecutionContext, config: GapFillConfig, sms_api: 
     (the rest is resumed next run); a backlog is not a loss and asks nothing. Pages are loaded
     like queue responses (pipelines/ingest/gapfill.py)."""
     spool = warehouse.spool()
-    with provider_errors(), sms_api.client() as client:
-        report = run_gap_fill(warehouse.connect, client, spool, budget=config.call_budget, workers=sms_api.workers,
-                              reply_window_hours=metrics.reply_window_hours, load=warehouse.load_spool)
+    report, refused = GapFillReport(), []
+    for app in sms_api.sdk_app_ids:
+        # One application after the other, within the run's budget of calls; one the provider
+        # refuses does not stop the others' searches.
+        try:
+            with provider_errors(), sms_api.client(app) as client:
+                report.add(run_gap_fill(warehouse.connect, client, spool, budget=config.call_budget - report.calls,
+                                        workers=sms_api.workers, reply_window_hours=metrics.reply_window_hours,
+                                        load=warehouse.load_spool))
+        except dg.Failure as failure:
+            if failure.metadata.get("cause") is not None or len(sms_api.sdk_app_ids) == 1:
+                raise
+            refused.append(f"application {app}: {failure.description}")
+            context.log.error(refused[-1])
+    if len(refused) == len(sms_api.sdk_app_ids):
+        raise dg.Failure(description="; ".join(refused), allow_retries=False)
     if report.calls:
         context.log.info(f"gap filling: {report.calls} by-number calls for {report.lost_pulls_searched} lost pulls "
                          f"(up to {report.possible_lost_records} records): {report.records_found} found, "
@@ -173,7 +208,7 @@ def gap_fill(context: dg.AssetExecutionContext, config: GapFillConfig, sms_api: 
     if report.beyond_retention:
         context.log.warning(f"{report.beyond_retention} lost pulls are older than the provider's 7-day by-number "
                             "retention; their records cannot be asked for")
-    return dg.MaterializeResult(metadata=report.metadata())
+    return dg.MaterializeResult(metadata={**report.metadata(), "refused": "\n".join(refused) or "none"})
 
 
 @dg.multi_asset(
@@ -209,6 +244,58 @@ def sending_app_records(context: dg.AssetExecutionContext, sources: SourcesResou
                 "quarantined_rows": report.quarantined,
                 "problems": "\n".join(report.problems) or "none",
             })
+
+
+@dg.asset(key=["raw", "prices"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL)
+def prices(context: dg.AssetExecutionContext, sources: SourcesResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """raw.prices: the unit prices of SMSLEDGER_PRICES (a CSV of region, message_type, unit_price,
+    currency, valid_from), replaced whole at every run; empty without the variable (costs stay
+    null). A file with a line that is not a price is refused whole, naming the line, and the
+    prices loaded before stay."""
+    frame = None
+    if sources.prices_path:
+        try:
+            frame = read_prices(sources.prices_path)
+        except PriceTableError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+    else:
+        context.log.info("no price table (SMSLEDGER_PRICES): fee counts stay, costs are null")
+    with warehouse.connect() as con:
+        stored = store_prices(con, frame)
+    return dg.MaterializeResult(metadata={
+        "configured": bool(sources.prices_path),
+        "prices": stored,
+        "currencies": ", ".join(sorted(set(frame["currency"]))) if stored else "none",
+    })
+
+
+@dg.asset(key=["raw", "personal_data_purge"], deps=[raw_queue_records, gap_fill, ["raw", "sends"]],
+          group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL)
+def personal_data_purge(context: dg.AssetExecutionContext, warehouse: WarehouseResource, metrics: MetricsConfig,
+                        personal_data: PersonalDataConfig) -> dg.MaterializeResult:
+    """Phone numbers in raw and staging older than SMSLEDGER_PII_RETENTION_DAYS made null (a
+    reply's record_key too), the numbers gap filling asked deleted, quarantined payloads cleared;
+    reply texts past the rebuild window kept, kept for opt-outs only, or dropped per
+    SMSLEDGER_REPLY_TEXT. Each is counted in the metadata (pipelines/warehouse/retention.py)."""
+    now = dt.datetime.now(dt.UTC)
+    numbers_before = (now - dt.timedelta(days=personal_data.retention_days)
+                      if personal_data.retention_days is not None else None)
+    texts_before = numbers_before or now - dt.timedelta(days=personal_data.minimum_retention_days)
+    with warehouse.connect() as con:
+        report = purge_personal_data(con, numbers_before=numbers_before, texts_before=texts_before,
+                                     reply_text=personal_data.reply_text, opt_out_words=metrics.opt_out_words)
+    if report.total:
+        context.log.info(f"personal data: {sum(report.rows.values()):,} rows lost their numbers, "
+                         f"{sum(report.reply_texts.values()):,} reply texts dropped")
+    return dg.MaterializeResult(metadata={
+        "retention_days": personal_data.retention_days if personal_data.retention_days is not None else "unset",
+        "numbers_before": numbers_before.isoformat() if numbers_before else "unset",
+        "reply_text": personal_data.reply_text,
+        **{f"numbers_purged_{table.replace('.', '_')}": n for table, n in report.rows.items()},
+        **{f"reply_texts_dropped_{table.replace('.', '_')}": n for table, n in report.reply_texts.items()},
+        "gap_fill_calls_deleted": report.gap_fill_calls_deleted,
+        "quarantine_payloads_cleared": report.quarantine_payloads,
+    })
 
 
 @dg.asset(key=["raw", "signs_and_templates"], group_name="ingestion", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
@@ -249,20 +336,35 @@ def daily_assets(partitions: dg.DailyPartitionsDefinition):
         days = days_of(context, partitions)
         # Receipts move an hour's counts for days; once the lookback window is past they are final.
         settle = dt.timedelta(days=metrics.lookback_days + 1)
+        problems: list[str] = []
+        refused: list[str] = []
+        for app in sms_api.sdk_app_ids:
+            # Each application on its own: one the provider refuses does not cost the others.
+            with warehouse.connect() as con:
+                settled = settled_hours(con, days, settle, app)
+            try:
+                with provider_errors(), sms_api.client(app) as client:
+                    fetched = fetch_statistics(client, days, skip=settled)
+            except dg.Failure as failure:
+                if failure.metadata.get("cause") is not None or len(sms_api.sdk_app_ids) == 1:
+                    raise  # an endpoint that cannot be reached is every application's
+                refused.append(f"application {app}: {failure.description}")
+                continue
+            with warehouse.connect() as con:
+                store_statistics(con, fetched.frame)
+            problems += [f"application {app}: {problem}" for problem in fetched.problems]
+        if len(refused) == len(sms_api.sdk_app_ids):
+            raise dg.Failure(description="; ".join(refused), allow_retries=False)
         with warehouse.connect() as con:
-            settled = settled_hours(con, days, settle)
-        with provider_errors(), sms_api.client() as client:
-            fetched = fetch_statistics(client, days, skip=settled)
-        with warehouse.connect() as con:
-            store_statistics(con, fetched.frame)
             report_days(context, con, "raw_statistics_hourly", days, {**days.instants(), "timezone": partitions.timezone})
-        for problem in fetched.problems[:5]:
+        for problem in (refused + problems)[:5]:
             context.log.warning(problem)
-        missing = len(fetched.problems)
+        missing = len(problems)
+        descriptions = refused + ([f"{missing} hours without the provider's statistics (first: {problems[0]}); "
+                                   "the next run asks again"] if missing else [])
         return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
-            check_name=STATISTICS_COMPLETE, passed=not missing, severity=dg.AssetCheckSeverity.WARN,
-            description=(f"{missing} hours without the provider's statistics (first: {fetched.problems[0]}); "
-                         "the next run asks again") if missing else None,
+            check_name=STATISTICS_COMPLETE, passed=not descriptions, severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(descriptions) or None,
         )])
 
     return [statistics_hourly]

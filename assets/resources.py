@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.config import DEMO_SECRET_ID, DEMO_SECRET_KEY, LakeLocation, ObjectStore, Settings, Warehouse, is_lake, \
-    parse_lake_uri
+from pipelines.config import DEMO_SDK_APP_ID, DEMO_SECRET_ID, DEMO_SECRET_KEY, LakeLocation, ObjectStore, Settings, \
+    Warehouse, is_lake, parse_lake_uri
 from pipelines.tencent.actions import RATE_LIMITS
 from pipelines.tencent.client import SmsApiClient
 from pipelines.warehouse.db import open_warehouse
@@ -30,7 +30,7 @@ class SmsApiResource(dg.ConfigurableResource):
     secret_id: str
     secret_key: str
     session_token: str | None = None
-    sdk_app_id: str
+    sdk_app_ids: list[str]  # the account's applications; each is drained, gap-filled and reconciled on its own
     region: str = "ap-guangzhou"
     provider_timezone: str = "Asia/Shanghai"
     timeout_seconds: float = 10.0
@@ -52,12 +52,13 @@ class SmsApiResource(dg.ConfigurableResource):
             session_token = dg.EnvVar("TENCENTCLOUD_SESSION_TOKEN") if settings.session_token else None
         return cls(
             endpoint=settings.endpoint, secret_id=secret_id, secret_key=secret_key, session_token=session_token,
-            sdk_app_id=settings.sdk_app_id, region=settings.region, provider_timezone=settings.provider_timezone,
+            sdk_app_ids=list(settings.sdk_app_ids), region=settings.region, provider_timezone=settings.provider_timezone,
             rate_limit_scale=settings.rate_limit_scale,
         )
 
     @contextlib.contextmanager
-    def client(self) -> Iterator[SmsApiClient]:
+    def client(self, sdk_app_id: str | None = None) -> Iterator[SmsApiClient]:
+        """A client of one application (default: the first)."""
         import httpx
 
         client = SmsApiClient(
@@ -65,7 +66,7 @@ class SmsApiResource(dg.ConfigurableResource):
             secret_id=self.secret_id,
             secret_key=self.secret_key,
             session_token=self.session_token or None,
-            sdk_app_id=self.sdk_app_id,
+            sdk_app_id=sdk_app_id or self.sdk_app_ids[0],
             region=self.region,
             provider_timezone=self.provider_timezone,
             timeout=httpx.Timeout(self.timeout_seconds, connect=min(5.0, self.timeout_seconds)),
@@ -98,6 +99,9 @@ class WarehouseResource(dg.ConfigurableResource):
     # The zone of the daily partitions (a pushed receipt's message has its send day there).
     partition_timezone: str = "UTC"
     lock_wait_seconds: float = 300.0
+    # The first application: rows of a warehouse made before applications were told apart, push
+    # callbacks and older spool files (which do not say their application) belong to it.
+    first_sdk_app_id: str = DEMO_SDK_APP_ID
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
@@ -113,7 +117,7 @@ class WarehouseResource(dg.ConfigurableResource):
                     s3_region=store.region, s3_endpoint=store.endpoint, s3_use_ssl=store.use_ssl,
                     s3_url_style=store.url_style)
         return cls(path=str(warehouse), spool_dir=str(settings.spool_dir), provider_timezone=settings.provider_timezone,
-                   partition_timezone=settings.timezone, **lake)
+                   partition_timezone=settings.timezone, first_sdk_app_id=settings.sdk_app_id, **lake)
 
     @property
     def is_lake(self) -> bool:
@@ -139,13 +143,15 @@ class WarehouseResource(dg.ConfigurableResource):
         with open(Path(self.spool_dir) / "load.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                return load_spool(con, self.spool(), provider_timezone=self.provider_timezone)
+                return load_spool(con, self.spool(), provider_timezone=self.provider_timezone,
+                                  sdk_app_id=self.first_sdk_app_id)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with open_warehouse(self.location(), wait_seconds=self.lock_wait_seconds) as con:
+        with open_warehouse(self.location(), wait_seconds=self.lock_wait_seconds,
+                            sdk_app_id=self.first_sdk_app_id) as con:
             yield con
 
     def spool(self) -> Spool:
@@ -153,10 +159,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class SourcesResource(dg.ConfigurableResource):
-    """Globs of the sending application's SendSms log and conversion events (both optional)."""
+    """Globs of the sending application's SendSms log and conversion events, and the price table
+    (all optional)."""
 
     sends_path: str | None = None
     conversions_path: str | None = None
+    prices_path: str | None = None  # SMSLEDGER_PRICES
 
 
 class MetricsConfig(dg.ConfigurableResource):
@@ -174,3 +182,18 @@ class MetricsConfig(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings) -> MetricsConfig:
         return cls(conversion_window_days=settings.conversion_window_days,
                    reply_window_hours=settings.reply_window_hours, lookback_days=settings.lookback_days)
+
+
+class PersonalDataConfig(dg.ConfigurableResource):
+    """How long raw numbers stay in raw and staging (SMSLEDGER_PII_RETENTION_DAYS; None: for good)
+    and what of the replies' texts is kept (SMSLEDGER_REPLY_TEXT), with the shortest retention that
+    loses nothing the pipeline needs (texts go then when no retention is set)."""
+
+    retention_days: int | None = None
+    minimum_retention_days: int = 12
+    reply_text: str = "keep"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PersonalDataConfig:
+        return cls(retention_days=settings.pii_retention_days, reply_text=settings.reply_text,
+                   minimum_retention_days=settings.pii_minimum_retention_days)

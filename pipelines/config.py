@@ -278,6 +278,23 @@ def _personal_data_settings(get: Callable[..., str | None]) -> dict[str, Any]:
             "reply_text": reply_text}
 
 
+# An SmsSdkAppId is the console's number of an application (e.g. 1400006666).
+_SDK_APP_ID = re.compile(r"[0-9]{1,20}")
+
+
+def _sdk_app_ids(text: str) -> tuple[str, ...]:
+    """SMSLEDGER_SDK_APP_ID: one application id or several, comma-separated, distinct."""
+    ids = tuple(part.strip() for part in text.split(","))
+    for app in ids:
+        if not _SDK_APP_ID.fullmatch(app):
+            raise ConfigError(f"SMSLEDGER_SDK_APP_ID={text!r}: {app!r} is not an SmsSdkAppId (the digits of the "
+                              "console, e.g. 1400006666; several are separated by commas)")
+    if len(set(ids)) != len(ids):
+        twice = next(app for app in ids if ids.count(app) > 1)
+        raise ConfigError(f"SMSLEDGER_SDK_APP_ID={text!r}: {twice} is listed twice")
+    return ids
+
+
 def _zone(name: str, variable: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
@@ -290,7 +307,10 @@ class Settings:
     secret_id: str = dataclasses.field(repr=False)
     secret_key: str = dataclasses.field(repr=False)
     session_token: str | None = dataclasses.field(default=None, repr=False)
-    sdk_app_id: str = DEMO_SDK_APP_ID
+    # The account's applications (SMSLEDGER_SDK_APP_ID, comma-separated), each drained, gap-filled
+    # and reconciled on its own. The first is the one a warehouse made before several applications
+    # were supported belongs to: its rows are given that id when the warehouse is upgraded.
+    sdk_app_ids: tuple[str, ...] = (DEMO_SDK_APP_ID,)
     endpoint: str = DEFAULT_ENDPOINT
     region: str = "ap-guangzhou"
     # A DuckDB file, or a lake (LakeLocation: its catalog, data path and object-store credentials).
@@ -380,11 +400,11 @@ class Settings:
         # A simulator's records must never mix with a real account's: against a loopback endpoint
         # the default warehouse and spool are the simulator's own, beside the files it writes.
         data = Path("data/simulator") if is_loopback(endpoint) else Path("data")
-        return cls(
+        settings = cls(
             secret_id=secret_id or "",
             secret_key=secret_key or "",
             session_token=get("TENCENTCLOUD_SESSION_TOKEN"),
-            sdk_app_id=get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID),
+            sdk_app_ids=_sdk_app_ids(get("SMSLEDGER_SDK_APP_ID", DEMO_SDK_APP_ID)),
             endpoint=endpoint,
             region=get("SMSLEDGER_REGION", "ap-guangzhou"),
             warehouse=_warehouse(get, data / "warehouse.duckdb"),
@@ -404,12 +424,32 @@ class Settings:
             **_callback_settings(get),
             **_personal_data_settings(get),
         )
+        if settings.pii_retention_days is not None and settings.pii_retention_days < settings.pii_minimum_retention_days:
+            raise ConfigError(
+                f"SMSLEDGER_PII_RETENTION_DAYS={settings.pii_retention_days} must be at least "
+                f"{settings.pii_minimum_retention_days}: the daily run rebuilds {settings.rematerialize_days} days before "
+                f"yesterday, a reply is attributed up to {settings.reply_window_days} days after its message, and gap "
+                "filling asks by number 7 days back")
+        return settings
+
+    @property
+    def sdk_app_id(self) -> str:
+        """The first application: the one rows loaded before applications were told apart belong to."""
+        return self.sdk_app_ids[0]
 
     @property
     def rematerialize_days(self) -> int:
         """Days before yesterday that the daily run builds again: the receipt lookback, and the
         conversion window, since a conversion reported days later still counts for its message."""
         return max(self.lookback_days, self.conversion_window_days)
+
+    @property
+    def pii_minimum_retention_days(self) -> int:
+        """The shortest SMSLEDGER_PII_RETENTION_DAYS that loses nothing the pipeline needs: gap
+        filling asks by number 7 days back (and a day more for a receipt without a usable time),
+        the daily run rebuilds `rematerialize_days` days before yesterday, and a reply reaches back
+        `reply_window_days` to the delivery it answers (plus today, still open)."""
+        return max(8, self.rematerialize_days + self.reply_window_days + 2)
 
     @property
     def reply_window_days(self) -> int:

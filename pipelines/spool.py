@@ -6,9 +6,13 @@ folder fsynced: a file in `ready/` is whole, and a crash leaves at most a stray 
 half file; the loader removes the temp files of dead writers (`clean_temp`) before each load, and
 removes a file of `ready/` only after the transaction that loaded it has committed.
 
-File names carry what the loader needs besides the body: `{pulled_at_ns}.{action}.{nonce}.{kind}`,
-where kind is `json` for a response body and `indeterminate` for a pull that failed in a way that
-may have lost records (its content is the failure text, so the loss is counted, not forgotten).
+File names carry what the loader needs besides the body:
+`{pulled_at_ns}.{action}.{sdk_app_id}.{nonce}.{kind}`, where sdk_app_id is the application the
+response belongs to and kind is `json` for a response body and `indeterminate` for a pull that
+failed in a way that may have lost records (its content is the failure text, so the loss is
+counted, not forgotten). Names without an application (`{pulled_at_ns}.{action}.{nonce}.{kind}`:
+push callbacks, which do not say their application, and files spooled by older versions) belong to
+the first configured application.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class SpoolFile:
     pulled_at_ns: int
     action: str
     kind: str
+    sdk_app_id: str | None = None  # None: the first configured application's
 
     @property
     def batch_id(self) -> str:
@@ -38,9 +43,12 @@ class SpoolFile:
     @classmethod
     def parse(cls, path: Path) -> SpoolFile | None:
         parts = path.name.split(".")
-        if len(parts) != 4 or parts[3] not in (BODY, INDETERMINATE) or not parts[0].isdigit():
+        if len(parts) not in (4, 5) or parts[-1] not in (BODY, INDETERMINATE) or not parts[0].isdigit():
             return None
-        return cls(path, int(parts[0]), parts[1], parts[3])
+        app = parts[2] if len(parts) == 5 else None
+        if app is not None and not app.isdigit():
+            return None
+        return cls(path, int(parts[0]), parts[1], parts[-1], app)
 
 
 class Spool:
@@ -51,10 +59,12 @@ class Spool:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.ready.mkdir(parents=True, exist_ok=True)
 
-    def write(self, action: str, data: bytes, *, kind: str = BODY, pulled_at_ns: int | None = None) -> SpoolFile:
-        """Durably store one response (or an indeterminate pull's failure text)."""
+    def write(self, action: str, data: bytes, *, kind: str = BODY, pulled_at_ns: int | None = None,
+              sdk_app_id: str | None = None) -> SpoolFile:
+        """Durably store one response (or an indeterminate pull's failure text) of an application."""
         ns = time.time_ns() if pulled_at_ns is None else pulled_at_ns
-        name = f"{ns:020d}.{action}.{secrets.token_hex(6)}.{kind}"
+        app = f"{sdk_app_id}." if sdk_app_id is not None else ""
+        name = f"{ns:020d}.{action}.{app}{secrets.token_hex(6)}.{kind}"
         tmp_path = self.tmp / f"{os.getpid()}.{name}"
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -67,7 +77,7 @@ class Spool:
         final = self.ready / name
         os.rename(tmp_path, final)
         _fsync_dir(self.ready)
-        return SpoolFile(final, ns, action, kind)
+        return SpoolFile(final, ns, action, kind, sdk_app_id)
 
     def pending(self) -> Iterator[SpoolFile]:
         """Files waiting to be loaded, oldest first. Names that are not ours are left alone."""

@@ -36,10 +36,10 @@ def start(**overrides: Any) -> Simulator:
 
 
 def sim_client(sim: Simulator, **overrides: Any) -> SmsApiClient:
-    """Our client pointed at a simulator with its demo keys; no rate limits unless given."""
-    options = {"rate_limits": {}, **overrides}
-    return SmsApiClient(endpoint=sim.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY,
-                        sdk_app_id=DEMO_SDK_APP_ID, **options)
+    """Our client pointed at a simulator with its demo keys (of its first application unless
+    `sdk_app_id` is given); no rate limits unless given."""
+    options = {"rate_limits": {}, "sdk_app_id": DEMO_SDK_APP_ID, **overrides}
+    return SmsApiClient(endpoint=sim.url, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, **options)
 
 
 def pipeline_settings(root: Path, sim: Simulator, first_day: dt.date, **overrides: Any) -> Settings:

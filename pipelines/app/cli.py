@@ -39,7 +39,7 @@ def _cmd_api(ns: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if action in _APP_ID_ACTIONS:
         params.setdefault("SmsSdkAppId", settings.sdk_app_id)
-        settings = dataclasses.replace(settings, sdk_app_id=str(params["SmsSdkAppId"]))
+        settings = dataclasses.replace(settings, sdk_app_ids=(str(params["SmsSdkAppId"]),))
     with SmsApiClient.from_settings(settings) as client:
         if action in A.QUEUE_ACTIONS:
             response = _pull_queue_once(client, settings, action, params)
@@ -66,10 +66,11 @@ def _pull_queue_once(client, settings: Settings, action: str, params: dict) -> d
         attempt += 1
         raw = client.pull_queue_raw(action, limit)
         if raw.indeterminate:
-            spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE)
+            spool.write(action, (raw.failure or "unknown failure").encode(), kind=INDETERMINATE,
+                        sdk_app_id=client.sdk_app_id)
             raise CommandError(f"{action}: {raw.failure}; records may have left the queue (counted in the spool; "
                                "gap filling looks for them)")
-        spooled = spool.write(action, raw.body)
+        spooled = spool.write(action, raw.body, sdk_app_id=client.sdk_app_id)
         try:
             response = parse_response(action, raw.body)
         except TencentCloudError as exc:

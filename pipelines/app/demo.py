@@ -50,7 +50,7 @@ def demo_settings(base: Settings, endpoint: str, demo_dir: Path, first_day: dt.d
     sim_files = demo_dir / "simulator"
     return dataclasses.replace(
         base, endpoint=endpoint, secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, session_token=None,
-        demo_credentials=True, sdk_app_id=DEMO_SDK_APP_ID, warehouse=demo_dir / "warehouse.duckdb",
+        demo_credentials=True, sdk_app_ids=(DEMO_SDK_APP_ID,), warehouse=demo_dir / "warehouse.duckdb",
         spool_dir=demo_dir / "spool", sends_path=str(sim_files / "sends.ndjson"),
         conversions_path=str(sim_files / "conversions.ndjson"), start_date=first_day, rate_limit_scale=DEMO_RATE_SCALE,
         dagster_home=demo_instance(demo_dir),

@@ -160,7 +160,12 @@ def last_complete_day(settings: Settings, now: dt.datetime | None = None) -> dt.
 
 
 def check_days(settings: Settings, first: dt.date, last: dt.date) -> None:
-    """Refuse days that are not daily partitions, before anything is done for them."""
+    """Refuse days that are not daily partitions, and a price table that does not parse (its
+    PriceTableError names the line), before anything is done for them."""
+    if settings.prices_path is not None:
+        from pipelines.warehouse.prices import read_prices
+
+        read_prices(settings.prices_path)
     if last < first:
         raise CommandError(f"the end {last} is before the start {first}")
     if first < settings.start_date:
@@ -306,8 +311,15 @@ def drain_summary(found: dict[tuple[str, str | None], dict[str, object]]) -> lis
         stopped = {pages.get(f"{name}_stopped_by") for name in ("receipts", "replies")} - {None, "drained"}
         note = "; the queues were drained" if not stopped else \
             f"; stopped by {', '.join(sorted(str(s).replace('_', ' ') for s in stopped))}: the queues keep the rest"
+        apps = pages.get("applications") or {}
+        of_apps = f" of {len(apps)} applications" if len(apps) > 1 else ""
         lines.append(f"pulled {pages.get('receipts_pulled', 0):,} receipts and {pages.get('replies_pulled', 0):,} "
-                     f"replies{note}")
+                     f"replies{of_apps}{note}")
+        if len(apps) > 1:
+            for app, got in apps.items():
+                parts = [f"{name} refused ({got[name + '_error']})" if name + "_error" in got
+                         else f"{got.get(name + '_pulled', 0):,} {name}" for name in ("receipts", "replies")]
+                lines.append(f"  application {app}: {', '.join(parts)}")
     records = found.get(("raw/queue_records", None))
     if records is not None:
         lost = records.get("indeterminate_pulls", 0)

@@ -67,7 +67,7 @@ def drain_queue(
     if action not in A.QUEUE_ACTIONS:
         raise ValueError(f"{action} is not a queue action")
     report = DrainReport(action)
-    _claim(spool, action, limit, workers)
+    _claim(spool, action, limit, workers, client.sdk_app_id)
     task = progress.start(f"draining {action}", "records")
     try:
         _drain(client, spool, action, report, time_budget_seconds, workers, limit, max_consecutive_failures,
@@ -75,26 +75,31 @@ def drain_queue(
     except (TencentCloudError, Unreachable):
         # An error answer, or a request that never left, hands nothing out: the drain ended
         # cleanly, if unsuccessfully.
-        _inflight(spool, action).unlink(missing_ok=True)
+        _inflight(spool, action, client.sdk_app_id).unlink(missing_ok=True)
         raise
     finally:
         progress.finish(task)
     # Only a drain that returns clears its mark; one that died of anything else (a full disk under
     # the spool, a kill) leaves it, and the next drain counts the pull it may have lost.
-    _inflight(spool, action).unlink(missing_ok=True)
+    _inflight(spool, action, client.sdk_app_id).unlink(missing_ok=True)
     return report
 
 
-def _inflight(spool: Spool, action: str) -> Path:
-    return spool.root / f"{action}.inflight"
+def _inflight(spool: Spool, action: str, sdk_app_id: str) -> Path:
+    return spool.root / f"{action}.{sdk_app_id}.inflight"
 
 
-def _claim(spool: Spool, action: str, limit: int, workers: int) -> None:
+def _claim(spool: Spool, action: str, limit: int, workers: int, sdk_app_id: str) -> None:
     """Mark a drain as under way (pid, Limit, workers). A mark left by a drain that died (killed,
     or the machine went down) means responses it received may never have reached the spool: record
     that as an indeterminate pull, so the loss is counted and gap filling looks for it (each of
-    its workers may have had a pull in flight)."""
-    mark = _inflight(spool, action)
+    its workers may have had a pull in flight). Each application's queues have their own mark; a
+    mark of a version that knew one application (`{action}.inflight`) is the first one's, which is
+    the application that drains first."""
+    mark = _inflight(spool, action, sdk_app_id)
+    legacy = spool.root / f"{action}.inflight"
+    if legacy.exists() and not mark.exists():
+        legacy.rename(mark)
     try:
         pid, *pulls = (int(n) for n in mark.read_text().split())
     except (FileNotFoundError, ValueError):
@@ -103,7 +108,8 @@ def _claim(spool: Spool, action: str, limit: int, workers: int) -> None:
         failure = (f"a drain of {action} (pid {pid}) ended without finishing; responses it received may not "
                    "have reached the spool")
         dead_limit, dead_workers = pulls if len(pulls) == 2 else (None, None)
-        spool.write(action, indeterminate_marker(failure, dead_limit, dead_workers, None), kind=INDETERMINATE)
+        spool.write(action, indeterminate_marker(failure, dead_limit, dead_workers, None), kind=INDETERMINATE,
+                    sdk_app_id=sdk_app_id)
         log.warning("%s: the previous drain (pid %s) died mid-way; counted as an indeterminate pull", action, pid)
     mark.write_text(f"{os.getpid()} {limit} {workers}")
 
@@ -170,12 +176,13 @@ def _drain(client: SmsApiClient, spool: Spool, action: str, report: DrainReport,
                 continue
             if raw.indeterminate:
                 spool.write(action, indeterminate_marker(raw.failure or "unknown failure", limit, workers,
-                                                         raw.elapsed_seconds), kind=INDETERMINATE)
+                                                         raw.elapsed_seconds), kind=INDETERMINATE,
+                            sdk_app_id=client.sdk_app_id)
                 log.warning("%s: indeterminate pull (%s); records may have left the queue", action, raw.failure)
                 if failed("indeterminate"):
                     return
                 continue
-            spool.write(action, raw.body)
+            spool.write(action, raw.body, sdk_app_id=client.sdk_app_id)
             try:
                 page = parse_page(action, raw.body)
             except TencentCloudError as exc:

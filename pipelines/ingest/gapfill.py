@@ -35,7 +35,9 @@ raw.gap_fill_searches, done once.
 
 `plan_gap_fill` reads the warehouse (and registers the searches); `fetch_gaps` makes the calls and
 writes only the spool, so the warehouse is free meanwhile; `store_gap_fill` records what the
-searches did and loads the spool.
+searches did and loads the spool. Each application is searched on its own (a search belongs to
+the application whose queue lost it, and asks that application's by-number pulls about its
+messages and deliveries); the delay distributions that rank numbers are the account's.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.config import DEMO_SDK_APP_ID
 from pipelines.normalize.phones import normalize_phones
 from pipelines.spool import Spool
 from pipelines.tencent import actions as A
@@ -186,6 +189,7 @@ class GapFillPlan:
     searches: list[Search]  # this run's, oldest loss first
     now: int
     beyond_retention: list[tuple[str, str, int, int]]  # (search_id, reason, capacity, found) closed now
+    sdk_app_id: str  # the application searched
     invalid_numbers: int = 0  # candidates whose number cannot be written as E.164
     delays: dict[str, str] = dataclasses.field(default_factory=dict)  # which distributions ranked them
 
@@ -257,6 +261,18 @@ class GapFillReport:
     receipt_delays: str = ""  # "observed (n)" or "default"
     reply_delays: str = ""
 
+    def add(self, other: GapFillReport) -> None:
+        """Count another application's run in."""
+        for field in dataclasses.fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if isinstance(mine, dict):
+                for reason, n in theirs.items():
+                    mine[reason] = mine.get(reason, 0) + n
+            elif isinstance(mine, str):
+                setattr(self, field.name, mine or theirs)
+            else:
+                setattr(self, field.name, mine + theirs)
+
     def metadata(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "calls_by_reason"}
         out.update({f"calls_{reason}": n for reason, n in self.calls_by_reason.items()})
@@ -269,11 +285,12 @@ Load = Callable[[duckdb.DuckDBPyConnection], object]
 def run_gap_fill(connect: Callable[[], contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]],
                  client: SmsApiClient, spool: Spool, *, budget: int = DEFAULT_CALL_BUDGET, workers: int = 4,
                  reply_window_hours: int = 72, now: float | None = None, load: Load | None = None) -> GapFillReport:
-    """Plan (warehouse), fetch (network and spool only), store (warehouse); raises the permanent
-    provider error that stopped the calls, after storing what was done. `load` loads the spool
-    (default: `load_spool` with its defaults)."""
+    """Plan (warehouse), fetch (network and spool only), store (warehouse) for the application of
+    `client`; raises the permanent provider error that stopped the calls, after storing what was
+    done. `load` loads the spool (default: `load_spool` with its defaults)."""
     with connect() as con:
-        plan = plan_gap_fill(con, budget=budget, reply_window_hours=reply_window_hours, now=now)
+        plan = plan_gap_fill(con, budget=budget, reply_window_hours=reply_window_hours, now=now,
+                             sdk_app_id=client.sdk_app_id)
     result = fetch_gaps(client, spool, plan, workers=workers)
     with connect() as con:
         report = store_gap_fill(con, spool, plan, result, load=load)
@@ -285,10 +302,11 @@ def run_gap_fill(connect: Callable[[], contextlib.AbstractContextManager[duckdb.
 # -- planning ---------------------------------------------------------------------------------
 
 
-def plan_gap_fill(con: duckdb.DuckDBPyConnection, *, budget: int = DEFAULT_CALL_BUDGET, reply_window_hours: int = 72,
-                  now: float | None = None) -> GapFillPlan:
-    """Register the losses the ledger shows, place their windows, close those beyond retention,
-    and rank the numbers of the open searches (oldest loss first) that this run's budget reaches."""
+def plan_gap_fill(con: duckdb.DuckDBPyConnection, *, sdk_app_id: str = DEMO_SDK_APP_ID, budget: int = DEFAULT_CALL_BUDGET,
+                  reply_window_hours: int = 72, now: float | None = None) -> GapFillPlan:
+    """Register the losses the ledger shows (of every application), place their windows, close
+    those beyond retention, and rank the numbers of the open searches of `sdk_app_id` (oldest loss
+    first) that this run's budget reaches."""
     now = int(time.time() if now is None else now)
     oldest = now - A.BY_NUMBER_RETENTION_SECONDS + RETENTION_MARGIN_SECONDS
     con.execute(sql_text("gapfill/macros"))
@@ -300,16 +318,17 @@ def plan_gap_fill(con: duckdb.DuckDBPyConnection, *, budget: int = DEFAULT_CALL_
             "since_s": oldest, "usable_from_s": USABLE_FROM_S, "usable_to_s": now + 86400,
             "span_s": UNUSABLE_TIME_SPAN_SECONDS})
         _place_windows(con, now, oldest)
-        aged = "outcome in ('open', 'waiting') and coalesce(window_end, epoch(lost_at) + $margin) < $oldest"
-        bounds = {"margin": MARGIN_SECONDS, "oldest": oldest}
+        aged = ("sms_sdk_app_id = $app and outcome in ('open', 'waiting') "
+                "and coalesce(window_end, epoch(lost_at) + $margin) < $oldest")
+        bounds = {"margin": MARGIN_SECONDS, "oldest": oldest, "app": sdk_app_id}
         beyond = con.execute(f"select search_id, reason, capacity, records_found from raw.gap_fill_searches "
                              f"where {aged}", bounds).fetchall()
         con.execute(f"update raw.gap_fill_searches set outcome = 'beyond_retention', searched_at = to_timestamp($now) "
                     f"where {aged}", {**bounds, "now": now})
-    plan = GapFillPlan([], now, [tuple(row) for row in beyond])
+    plan = GapFillPlan([], now, [tuple(row) for row in beyond], sdk_app_id)
     evidence: dict[str, tuple] = {}
     left = budget
-    for search in _together(con):
+    for search in _together(con, sdk_app_id):
         if left <= 0:
             break
         _rank(con, search, plan, evidence, oldest, reply_window_hours * 3600)
@@ -319,13 +338,14 @@ def plan_gap_fill(con: duckdb.DuckDBPyConnection, *, budget: int = DEFAULT_CALL_
     return plan
 
 
-def _together(con: duckdb.DuckDBPyConnection) -> list[Search]:
-    """The open losses as searches, oldest loss first: lost pulls of one queue whose windows
-    overlap are searched together; a receipt without a usable time is searched alone."""
+def _together(con: duckdb.DuckDBPyConnection, sdk_app_id: str) -> list[Search]:
+    """The open losses of the application as searches, oldest loss first: lost pulls of one queue
+    whose windows overlap are searched together; a receipt without a usable time is searched alone."""
     rows = con.execute(
         "select search_id, reason, action, window_start, window_end, capacity, max_calls, calls, records_found, lost_at "
-        "from raw.gap_fill_searches where outcome = 'open' order by action, reason = 'unusable_receipt_time', "
-        "window_start, lost_at, search_id").fetchall()
+        "from raw.gap_fill_searches where outcome = 'open' and sms_sdk_app_id = $app "
+        "order by action, reason = 'unusable_receipt_time', window_start, lost_at, search_id",
+        {"app": sdk_app_id}).fetchall()
     searches: list[Search] = []
     for search_id, reason, action, start, end, capacity, max_calls, calls, found, lost_at in rows:
         loss = Loss(search_id, reason, lost_at, start, end, capacity, max_calls, calls, found)
@@ -365,12 +385,12 @@ def _rank(con: duckdb.DuckDBPyConnection, search: Search, plan: GapFillPlan, evi
     asked = {n for (n,) in con.execute("select distinct phone_e164 from raw.gap_fill_calls "
                                        "where search_id in (select unnest($ids))", {"ids": ids}).fetchall()}
     want = 3 * search.room + len(asked)  # spare rows: numbers repeat, some do not parse
-    window = {"start_s": search.window_start, "end_s": search.window_end}
+    window = {"start_s": search.window_start, "end_s": search.window_end, "app": plan.sdk_app_id}
     if search.losses[0].reason == "unusable_receipt_time":
         [loss] = search.losses
         ranked = con.execute(sql_text("gapfill/unusable_time_number"), {
             "window_start": loss.window_start, "lost_at": loss.lost_at,
-            "record_key": loss.search_id.partition("|")[2]}).pl()
+            "record_key": loss.search_id.partition("|")[2], "app": plan.sdk_app_id}).pl()
         ranked = ranked.with_columns(probability=pl.lit(1.0))
         if not ranked.is_empty():
             search.target = (ranked["serial_no"][0], ranked["report_status"][0])
@@ -494,7 +514,7 @@ def fetch_gaps(client: SmsApiClient, spool: Spool, plan: GapFillPlan, *, workers
             return asked
         try:
             for body, page in client.by_number_pages(search.action, number, begin, end):
-                asked["batch_ids"].append(spool.write(search.action, body).batch_id)
+                asked["batch_ids"].append(spool.write(search.action, body, sdk_app_id=client.sdk_app_id).batch_id)
                 asked["calls"] += 1
                 asked["found"].update(k for k in (search.find_key(number, r) for r in page.records) if k is not None)
         except (TencentCloudError, Unreachable) as exc:
@@ -604,5 +624,6 @@ def store_gap_fill(con: duckdb.DuckDBPyConnection, spool: Spool, plan: GapFillPl
         report.beyond_retention += 1
         report.unrecovered_at_most += max(capacity - found, 0)
     report.searches_left = con.execute(
-        "select count(*) from raw.gap_fill_searches where outcome in ('open', 'waiting')").fetchone()[0]
+        "select count(*) from raw.gap_fill_searches where outcome in ('open', 'waiting') and sms_sdk_app_id = $app",
+        {"app": plan.sdk_app_id}).fetchone()[0]
     return report

@@ -4,6 +4,7 @@ SendStatusStatistics and CallbackStatusStatistics return one aggregate for a ran
 `yyyymmddhh` hours in an undocumented zone (Beijing time by the evidence, so
 SMSLEDGER_PROVIDER_TIMEZONE). Asking hour by hour gives a series that any partition time zone
 can be summed from. Counts change while late receipts arrive, so a re-pull replaces the hour.
+Each application has its own statistics: a row is one application's hour.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ class FetchedStatistics:
     problems: list[str]
 
 
-def settled_hours(con: duckdb.DuckDBPyConnection, days: DayRange, settle: dt.timedelta) -> set[dt.datetime]:
-    """Hours of the days whose statistics were pulled once they had settled (`settle` after the
-    hour, when no late receipt changes them any more): asking again would give the same counts."""
+def settled_hours(con: duckdb.DuckDBPyConnection, days: DayRange, settle: dt.timedelta,
+                  sdk_app_id: str) -> set[dt.datetime]:
+    """Hours of the days whose statistics of the application were pulled once they had settled
+    (`settle` after the hour, when no late receipt changes them any more): asking again would give
+    the same counts."""
     rows = con.execute(
-        "select hour from raw.statistics_hourly where hour >= $start and hour < $end and pulled_at >= hour + $settle",
-        {**days.instants(), "settle": settle},
+        "select hour from raw.statistics_hourly where hour >= $start and hour < $end and pulled_at >= hour + $settle "
+        "and sms_sdk_app_id = $app",
+        {**days.instants(), "settle": settle, "app": sdk_app_id},
     ).fetchall()
     return {hour for (hour,) in rows}
 
@@ -93,7 +97,8 @@ def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4,
             return f"{hour:%Y-%m-%d %H:00Z}: {exc}"
         except TransportError as exc:
             return f"{hour:%Y-%m-%d %H:00Z}: {exc}"
-        row = {"provider_hour": provider_hour_string(hour, client.provider_tz), "hour": hour}
+        row = {"sms_sdk_app_id": client.sdk_app_id, "provider_hour": provider_hour_string(hour, client.provider_tz),
+               "hour": hour}
         row.update({col: send.counters.get(api, 0) for api, col in SEND_FIELDS.items()})
         row.update({col: callback.counters.get(api, 0) for api, col in CALLBACK_FIELDS.items()})
         row["send_request_id"] = send.request_ids[0]
@@ -115,12 +120,13 @@ def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4,
 
 @lake.retry_conflicts
 def store_statistics(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> StatisticsReport:
-    """Upsert fetched hours into raw.statistics_hourly (a re-pull replaces the hour)."""
+    """Fetched hours into raw.statistics_hourly: a re-pull replaces the application's hour (delete
+    and insert in one transaction: no `insert or replace`, which a DuckLake catalog lacks)."""
     report = StatisticsReport(hours=frame.height, requests=2 * frame.height)
     if frame.is_empty():
         return report
     report.request_success_count = int(frame["request_success_count"].sum())
     report.callback_count = int(frame["callback_count"].sum())
     with transaction(con):
-        upsert_frame(con, "raw.statistics_hourly", frame, key=["provider_hour"])
+        upsert_frame(con, "raw.statistics_hourly", frame, key=["sms_sdk_app_id", "provider_hour"])
     return report

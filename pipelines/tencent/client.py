@@ -125,12 +125,13 @@ class SmsApiClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> SmsApiClient:
+        """A client of the first application, or of `sdk_app_id=` given."""
+        kwargs.setdefault("sdk_app_id", settings.sdk_app_id)
         return cls(
             endpoint=settings.endpoint,
             secret_id=settings.secret_id,
             secret_key=settings.secret_key,
             session_token=settings.session_token,
-            sdk_app_id=settings.sdk_app_id,
             region=settings.region,
             provider_timezone=settings.provider_timezone,
             **kwargs,

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.config import LakeLocation, Warehouse, is_lake, parse_lake_uri
+from pipelines.config import DEMO_SDK_APP_ID, LakeLocation, Warehouse, is_lake, parse_lake_uri
 from pipelines.normalize.timestamps import MILLISECONDS_FROM
 from pipelines.warehouse import lake
 
@@ -130,24 +130,49 @@ def _sql_string(text: str) -> str:
 
 
 @contextlib.contextmanager
-def open_warehouse(warehouse: Warehouse | str, *, read_only: bool = False,
-                   wait_seconds: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(warehouse: Warehouse | str, *, read_only: bool = False, wait_seconds: float = 60.0,
+                   sdk_app_id: str = DEMO_SDK_APP_ID) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse (a DuckDB file or a lake), its schema brought up to date unless
+    read-only; `sdk_app_id` is the application rows of a warehouse made before applications were
+    told apart belong to."""
     con = connect(warehouse, read_only=read_only, wait_seconds=wait_seconds)
     try:
         if not read_only:
-            ensure_schema(con)
+            ensure_schema(con, sdk_app_id)
         yield con
     finally:
         con.close()
 
 
+# The warehouse's DDL, in order (each file idempotent): a new warehouse is made by running them.
+SCHEMA_FILES = ("ddl/raw", "ddl/raw_applications", "ddl/prices", "ddl/staging", "ddl/marts")
+
+# Tables that name their application, and how an older table gets the column: an `alter table`
+# for those without a `current_timestamp` default (new warehouses: sql/ddl/raw_applications.sql),
+# a rebuild for the others (see `_rebuild`) and for raw.statistics_hourly, whose key was the hour
+# alone.
+_ALTERED_FOR_APPLICATIONS = ("send_status", "reply_status")
+_REBUILT_FOR_APPLICATIONS = ("batches", "gap_fill_searches", "statistics_hourly")
+APP_COLUMN = "sms_sdk_app_id"
+
+
 @lake.retry_conflicts  # two processes opening a new lake at once both create its tables
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    if _lacks_column(con, "raw", "batches", "pull_limit"):
-        _rebuild(con, "raw.batches")
-    con.execute(_ddl("ddl/raw", con))
-    con.execute(sql_text("ddl/staging"))
-    con.execute(sql_text("ddl/marts"))
+def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP_ID) -> None:
+    for name in _REBUILT_FOR_APPLICATIONS:
+        if _lacks_column(con, "raw", name, APP_COLUMN) or (name == "batches" and _lacks_column(con, "raw", name, "pull_limit")):
+            _rebuild(con, f"raw.{name}", sdk_app_id)
+    altered = [name for name in _ALTERED_FOR_APPLICATIONS if _lacks_column(con, "raw", name, APP_COLUMN)]
+    with transaction(con):
+        for name in altered:
+            # Rows loaded before belong to the one application there was. A column added with a
+            # default gets it without rewriting the table (an update of 10M receipts held twice the
+            # memory); the default is then dropped, so a row must say its application.
+            if not sdk_app_id.isdigit():
+                raise ValueError(f"{sdk_app_id!r} is not an SmsSdkAppId")
+            con.execute(f"alter table raw.{name} add column {APP_COLUMN} varchar default '{sdk_app_id}'")
+            con.execute(f"alter table raw.{name} alter column {APP_COLUMN} drop default")
+        for name in SCHEMA_FILES:
+            con.execute(_ddl(name, con))
 
 
 def _ddl(name: str, con: duckdb.DuckDBPyConnection) -> str:
@@ -173,18 +198,23 @@ def _lacks_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, colum
     return bool(names) and column not in names
 
 
-def _rebuild(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Give an older table the columns sql/ddl/raw.sql now declares, keeping its rows, in one
-    transaction. Not `alter table ... add column`: DuckDB (1.5) cannot replay that from its
-    write-ahead log for a table with a `current_timestamp` default, so a kill before the next
-    checkpoint would leave the file unopenable."""
+def _rebuild(con: duckdb.DuckDBPyConnection, table: str, sdk_app_id: str) -> None:
+    """Give an older table the columns sql/ddl/raw.sql now declares, keeping its rows (and giving
+    them `sdk_app_id` if the table did not name applications), in one transaction. Not `alter
+    table ... add column`: DuckDB (1.5) cannot replay that from its write-ahead log for a table
+    with a `current_timestamp` default, so a kill before the next checkpoint would leave the file
+    unopenable; nor can it drop a primary key."""
     schema, _, name = table.partition(".")
     before = f"{name}_before_upgrade"
     with transaction(con):
         con.execute(f"alter table {table} rename to {before}")
         con.execute(_ddl("ddl/raw", con))
-        columns = ", ".join(_columns(con, schema, before))
-        con.execute(f"insert into {table} ({columns}) select {columns} from {schema}.{before}")
+        kept = ", ".join(_columns(con, schema, before))
+        if APP_COLUMN in kept.split(", "):
+            con.execute(f"insert into {table} ({kept}) select {kept} from {schema}.{before}")
+        else:
+            con.execute(f"insert into {table} ({kept}, {APP_COLUMN}) select {kept}, $app from {schema}.{before}",
+                        {"app": sdk_app_id})
         con.execute(f"drop table {schema}.{before}")
 
 

@@ -18,7 +18,7 @@ import duckdb
 import orjson
 import polars as pl
 
-from pipelines.config import DEFAULT_PROVIDER_TIMEZONE
+from pipelines.config import DEFAULT_PROVIDER_TIMEZONE, DEMO_SDK_APP_ID
 from pipelines.ingest import callbacks
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
@@ -50,7 +50,7 @@ REPLY_FIELDS = {
     "ReplyContent": ("reply_content", pl.Utf8),
     "ReplyTime": ("reply_time", pl.Int64),
 }
-META_COLUMNS = ["batch_id", "record_index", "action", "pulled_at", "request_id"]
+META_COLUMNS = ["batch_id", "record_index", "action", "pulled_at", "request_id", "sms_sdk_app_id"]
 
 # The table each pull action's records go to, and its fields.
 _RECORD_KINDS = {
@@ -98,9 +98,11 @@ class _Parsed:
 
 
 def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transaction: int = 2500,
-               files_per_frame: int = 500, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> LoadReport:
+               files_per_frame: int = 500, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE,
+               sdk_app_id: str = DEMO_SDK_APP_ID) -> LoadReport:
     """Load every pending spool file; returns what was loaded. `provider_timezone` reads the
-    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`).
+    local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`); `sdk_app_id` is the
+    application of files whose name does not say one (push callbacks, older spools).
 
     Files are committed `files_per_transaction` at a time (each commit writes and may checkpoint
     the write-ahead log, so few large ones cost much less than many small ones) and parsed into
@@ -113,7 +115,7 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
         for i in range(0, len(pending), files_per_transaction):
             group = pending[i:i + files_per_transaction]
             report.add(load_files(con, spool, group, files_per_frame=files_per_frame,
-                                  provider_timezone=provider_timezone,
+                                  provider_timezone=provider_timezone, sdk_app_id=sdk_app_id,
                                   on_frame=lambda n: progress.advance(task, n)))
     finally:
         progress.finish(task)
@@ -123,7 +125,7 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
 @lake.retry_conflicts
 def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[SpoolFile], *, files_per_frame: int = 500,
                provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE,
-               on_frame: Callable[[int], None] | None = None) -> LoadReport:
+               sdk_app_id: str = DEMO_SDK_APP_ID, on_frame: Callable[[int], None] | None = None) -> LoadReport:
     """Load a group of spool files in one transaction, then remove them."""
     report = LoadReport()
     ids = pl.DataFrame({"batch_id": [f.batch_id for f in files]}, schema={"batch_id": pl.Utf8})
@@ -138,7 +140,7 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
     with transaction(con):
         for i in range(0, len(todo), files_per_frame):
             chunk = todo[i:i + files_per_frame]
-            ledger += _load_parsed(con, [_parse_file(f, provider_timezone) for f in chunk], report)
+            ledger += _load_parsed(con, [_parse_file(f, provider_timezone, f.sdk_app_id or sdk_app_id) for f in chunk], report)
             if on_frame is not None:
                 on_frame(len(chunk))
         insert_frame(con, "raw.batches", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))
@@ -206,13 +208,14 @@ _LEDGER_SCHEMA = {
     "pull_limit": pl.Int32,
     "pull_workers": pl.Int32,
     "pull_seconds": pl.Float64,
+    "sms_sdk_app_id": pl.Utf8,
 }
 
 
-def _parse_file(spooled: SpoolFile, provider_timezone: str = DEFAULT_PROVIDER_TIMEZONE) -> _Parsed:
+def _parse_file(spooled: SpoolFile, provider_timezone: str, sdk_app_id: str) -> _Parsed:
     ledger = {"batch_id": spooled.batch_id, "action": spooled.action, "pulled_at": _pulled_at(spooled),
               "request_id": None, "outcome": "ok", "error_code": None, "error_message": None, "records": 0,
-              "pull_limit": None, "pull_workers": None, "pull_seconds": None}
+              "pull_limit": None, "pull_workers": None, "pull_seconds": None, "sms_sdk_app_id": sdk_app_id}
     parsed = _Parsed(spooled, ledger)
     data = spooled.path.read_bytes()
     if spooled.kind == INDETERMINATE:
@@ -299,8 +302,10 @@ def records_frame(group: list[_Parsed], fields: dict[str, tuple[str, Any]]) -> t
         file_numbers += [number] * len(indexes)
     files = pl.DataFrame(
         {"batch_id": [p.spooled.batch_id for p in group], "action": [p.spooled.action for p in group],
-         "pulled_at": [p.ledger["pulled_at"] for p in group], "request_id": [p.ledger["request_id"] for p in group]},
-        schema={"batch_id": pl.Utf8, "action": pl.Utf8, "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8},
+         "pulled_at": [p.ledger["pulled_at"] for p in group], "request_id": [p.ledger["request_id"] for p in group],
+         "sms_sdk_app_id": [p.ledger["sms_sdk_app_id"] for p in group]},
+        schema={"batch_id": pl.Utf8, "action": pl.Utf8, "pulled_at": pl.Datetime("us", "UTC"), "request_id": pl.Utf8,
+                "sms_sdk_app_id": pl.Utf8},
     )
     meta = files[pl.Series(file_numbers, dtype=pl.Int64)] if file_numbers else files.clear()
     columns: dict[str, list[Any]] = {}
@@ -407,13 +412,15 @@ def _record_channels(con: duckdb.DuckDBPyConnection, receipts: pl.DataFrame) -> 
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> dict[str, int]:
-    """Insert the records whose key the table does not hold yet (the first of repeated ones);
-    returns how many were new per batch. Only the keys the table holds already come back from
-    DuckDB (few: repeats), and the new rows go in straight from the frame."""
-    incoming = frame.unique(subset="record_key", keep="first", maintain_order=True)
-    with registered(con, "_incoming", incoming.select("record_key")):
-        known = con.execute(f"select record_key from {table} where record_key in (select record_key from _incoming)").pl()
-    new = incoming.join(known, on="record_key", how="anti", maintain_order="left") if known.height else incoming
+    """Insert the records whose key (application and record_key) the table does not hold yet (the
+    first of repeated ones); returns how many were new per batch. Only the keys the table holds
+    already come back from DuckDB (few: repeats), and the new rows go in straight from the frame."""
+    key = ["sms_sdk_app_id", "record_key"]
+    incoming = frame.unique(subset=key, keep="first", maintain_order=True)
+    with registered(con, "_incoming", incoming.select(key)):
+        known = con.execute(f"select t.sms_sdk_app_id, t.record_key from {table} t semi join _incoming i "
+                            "using (sms_sdk_app_id, record_key)").pl()
+    new = incoming.join(known, on=key, how="anti", maintain_order="left") if known.height else incoming
     insert_frame(con, table, new)
     return dict(new.group_by("batch_id").len().iter_rows())
 

@@ -24,7 +24,8 @@ create table if not exists raw.batches (
     -- columns is rebuilt with them when the warehouse is opened (pipelines/warehouse/db.py).
     pull_limit integer,                -- the Limit the pull asked for
     pull_workers integer,              -- pulls its drain ran at once
-    pull_seconds double                -- how long it ran before it failed; null for a drain that died
+    pull_seconds double,               -- how long it ran before it failed; null for a drain that died
+    sms_sdk_app_id varchar             -- the application whose queue or by-number pull it is
 );
 
 -- Delivery receipts from PullSmsSendStatus and PullSmsSendStatusByPhoneNumber.
@@ -74,9 +75,11 @@ create table if not exists raw.reply_status (
     request_id varchar
 );
 
--- SendStatusStatistics and CallbackStatusStatistics, one row per provider hour.
+-- SendStatusStatistics and CallbackStatusStatistics, one row per application and provider hour
+-- (a re-pull deletes and inserts the hour: pipelines/ingest/statistics.py).
 create table if not exists raw.statistics_hourly (
-    provider_hour varchar primary key,  -- yyyymmddhh in SMSLEDGER_PROVIDER_TIMEZONE, as sent
+    sms_sdk_app_id varchar,
+    provider_hour varchar not null,     -- yyyymmddhh in SMSLEDGER_PROVIDER_TIMEZONE, as sent
     hour timestamptz not null,          -- its start, UTC
     fee_count bigint,
     request_count bigint,
@@ -194,7 +197,8 @@ create table if not exists raw.gap_fill_searches (
     new_records integer not null default 0,    -- records its calls added to raw
     outcome varchar not null,          -- waiting | open | complete | bounded | beyond_retention
     registered_at timestamptz not null default current_timestamp,
-    searched_at timestamptz
+    searched_at timestamptz,
+    sms_sdk_app_id varchar             -- the application whose queue lost it (its by-number pulls look)
 );
 
 -- The numbers a search asked, so a resumed search does not ask them again.

@@ -1,4 +1,4 @@
--- Sends-log messages whose receipt may have been in a lost pull whose records lie in
+-- Sends-log messages of application $app (or of none named) whose receipt may have been in a lost pull whose records lie in
 -- [$start_s, $end_s]: sent (Code Ok) between $from_s and the window's end and not delivered (no
 -- receipt, or only failure receipts: a later receipt may still change their state), ranked by
 -- the probability that their next receipt fell in the window, given that we have not seen it:
@@ -9,7 +9,7 @@
 with sent as (
     select serial_no, any_value(phone_number) as phone_number, min(unix_seconds(send_time)) as sent_s
     from raw.sends
-    where code = 'Ok' and serial_no <> ''
+    where code = 'Ok' and serial_no <> '' and (sms_sdk_app_id = $app or sms_sdk_app_id is null)
       and (send_time between $from_s and $end_s or send_time between $from_s::bigint * 1000 and $end_s::bigint * 1000 + 999)
     group by serial_no
 ),
@@ -17,7 +17,7 @@ receipts as (
     select serial_no, bool_or(report_status = 'SUCCESS') as delivered,
            max(unix_seconds(user_receive_time)) as last_t
     from raw.send_status
-    where pulled_at >= to_timestamp($from_s) and serial_no in (select serial_no from sent)
+    where sms_sdk_app_id = $app and pulled_at >= to_timestamp($from_s) and serial_no in (select serial_no from sent)
     group by serial_no
 ),
 shares as (

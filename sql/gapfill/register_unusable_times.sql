@@ -3,7 +3,7 @@
 -- search each, asking the message's number once over the 4 days after it was sent (without a
 -- sends-log row, the 4 days before the receipt was pulled), so that the real time comes back.
 with unusable as (
-    select record_key, serial_no, report_status, pulled_at
+    select record_key, serial_no, report_status, pulled_at, sms_sdk_app_id
     from raw.send_status
     where pulled_at >= to_timestamp($since_s)
       and (user_receive_time is null or unix_seconds(user_receive_time) not between $usable_from_s and $usable_to_s)
@@ -21,11 +21,11 @@ sent as (
     group by s.serial_no
 )
 insert into raw.gap_fill_searches (search_id, reason, action, lost_at, window_start, window_end, capacity,
-                                   max_calls, outcome)
+                                   max_calls, outcome, sms_sdk_app_id)
 select 'unusable_time|' || u.record_key, 'unusable_receipt_time', 'PullSmsSendStatusByPhoneNumber', u.pulled_at,
        coalesce(s.sent_s, epoch(u.pulled_at)::bigint - $span_s),
        coalesce(s.sent_s + $span_s, epoch(u.pulled_at)::bigint),
-       1, 1, 'open'
+       1, 1, 'open', u.sms_sdk_app_id
 from unusable u
 left join sent s using (serial_no)
 where not exists (select 1 from resolved r

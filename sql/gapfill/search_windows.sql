@@ -6,15 +6,16 @@
 --   and before every record of the pulls sent after it failed: `upper_t`, the earliest record of
 --     its successors from the `workers`-th on (the ones before may have run beside it) or
 --     completed $max_pull_s s after it. Every successor of a dead drain's marker came after.
--- `successors` counts those: without any, the window's end is not known yet.
+-- `successors` counts those: without any, the window's end is not known yet. Each application's
+-- queues are queues of their own.
 with pulls as (
-    select batch_id, action, pulled_at, outcome, records, new_records, pull_limit, pull_workers, pull_seconds,
-           row_number() over (partition by action order by pulled_at, batch_id) as seq
+    select batch_id, sms_sdk_app_id, action, pulled_at, outcome, records, new_records, pull_limit, pull_workers,
+           pull_seconds, row_number() over (partition by sms_sdk_app_id, action order by pulled_at, batch_id) as seq
     from raw.batches
     where action in ('PullSmsSendStatus', 'PullSmsReplyStatus') and pulled_at >= to_timestamp($since_s)
 ),
 lost as (
-    select s.search_id, p.action, p.seq, p.pulled_at,
+    select s.search_id, p.sms_sdk_app_id, p.action, p.seq, p.pulled_at,
            s.reason like 'dead%' as dead,
            coalesce(p.pull_workers, $default_workers) as workers,
            coalesce(p.pull_seconds, $max_pull_s) as seconds
@@ -22,20 +23,22 @@ lost as (
     where s.outcome = 'waiting'
 ),
 sent as (
-    select l.search_id, l.action,
+    select l.search_id, l.sms_sdk_app_id, l.action,
            case when l.dead then coalesce(w.pulled_at, '-infinity'::timestamptz)
                 else l.pulled_at - to_microseconds(cast(l.seconds * 1e6 as bigint)) end as sent_at
-    from lost l left join pulls w on w.action = l.action and w.seq = l.seq - l.workers
+    from lost l left join pulls w
+        on w.sms_sdk_app_id = l.sms_sdk_app_id and w.action = l.action and w.seq = l.seq - l.workers
 ),
 lower_pull as (
     select s.search_id, p.batch_id, p.pulled_at
     from sent s asof join (select * from pulls where new_records > 0) p
-        on p.action = s.action and s.sent_at >= p.pulled_at
+        on p.sms_sdk_app_id = s.sms_sdk_app_id and p.action = s.action and s.sent_at >= p.pulled_at
 ),
 successors as (
     select l.search_id, p.batch_id, p.pulled_at, p.new_records
     from lost l join pulls p
-        on p.action = l.action and p.seq > l.seq and p.seq < l.seq + l.workers + $reach
+        on p.sms_sdk_app_id = l.sms_sdk_app_id and p.action = l.action
+       and p.seq > l.seq and p.seq < l.seq + l.workers + $reach
     where p.outcome = 'ok'
       and (l.dead or p.seq >= l.seq + l.workers
            or p.pulled_at >= l.pulled_at + to_microseconds(cast($max_pull_s * 1e6 as bigint)))

@@ -8,5 +8,5 @@ select r.serial_no, r.report_status,
                 r.phone_number) as phone_number,
        r.country_code, r.subscriber_number
 from raw.send_status r
-where r.pulled_at = $lost_at and r.record_key = $record_key
+where r.pulled_at = $lost_at and r.record_key = $record_key and r.sms_sdk_app_id = $app
 limit 1

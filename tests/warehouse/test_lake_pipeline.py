@@ -24,6 +24,7 @@ from pipelines.ingest.statistics import fetch_statistics, store_statistics
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 from pipelines.spool import Spool
+from pipelines.config import DEMO_SDK_APP_ID
 from pipelines.warehouse import lake
 from pipelines.warehouse.db import open_warehouse, sql_text, transaction, upsert_frame
 from pipelines.warehouse.loader import load_spool
@@ -135,7 +136,8 @@ def _searches(plan) -> list[tuple]:
 
 def _report_params(report: str, days: DayRange) -> dict:
     text = sql_text(f"reports/{report}")
-    params = {**days.dates(), **days.instants(), **days.seconds(), "timezone": "UTC", "batch_ids": []}
+    params = {**days.dates(), **days.instants(), **days.seconds(), "timezone": "UTC", "batch_ids": [],
+              "first_app": DEMO_SDK_APP_ID}
     return {k: v for k, v in params.items() if f"${k}" in text}
 
 

@@ -1,0 +1,124 @@
+"""Phone numbers and reply texts kept only as long as the pipeline needs them (PIPL, GDPR).
+
+Raw numbers live in the raw and staging layers only. Past SMSLEDGER_PII_RETENTION_DAYS, a record
+no longer needs its number: gap filling asks by number for 7 days at most, the daily run rebuilds
+a fixed window of days, and a reply is attributed to a delivery a few days before it (the settings
+refuse a retention shorter than that, `Settings.pii_minimum_retention_days`). Then:
+
+* the number columns of raw.send_status, raw.reply_status, raw.sends and of staging.sends,
+  staging.receipts, staging.replies become null (country codes, validity, times and statuses stay);
+* a reply's record_key, which contains its number, becomes `purged|<batch>|<record>` in raw and
+  the same in staging (still one key per reply; no hash of the number, which a search over every
+  number could reverse);
+* raw.gap_fill_calls rows (a number asked) are deleted, and raw.quarantine payloads (the rejected
+  record as received) become null, their reason kept;
+* reply texts follow SMSLEDGER_REPLY_TEXT: kept, kept only for opt-outs, or dropped (null), once
+  the rebuild window is past (at the retention when one is set, else at its minimum): the marts
+  need a reply's text to tell an opt-out until its day is final.
+
+A record's age is its arrival (`pulled_at`; a sends-log row's `SendTime`): a late receipt keeps its
+number for the whole retention after it came. Every change is counted by table for the run's
+metadata; nothing is purged silently, and a purged row is never counted twice. Each statement
+touches only rows older than the cutoff that still hold something to purge, so a run with nothing
+to do reads little.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import duckdb
+
+from pipelines.warehouse.db import transaction
+
+PURGED_KEY_PREFIX = "purged|"
+
+# The number columns of each table, and the column that says how old a row is.
+_NUMBERS = {
+    "raw.send_status": (("phone_number", "subscriber_number"), "pulled_at"),
+    "raw.sends": (("phone_number",), "to_timestamp(unix_seconds(send_time))"),
+    "staging.sends": (("phone_number", "phone_e164"), "sent_at"),
+    "staging.receipts": (("phone_number", "phone_e164"), "pulled_at"),
+}
+
+
+@dataclasses.dataclass
+class PurgeReport:
+    numbers_before: dt.datetime | None
+    texts_before: dt.datetime | None
+    rows: dict[str, int] = dataclasses.field(default_factory=dict)  # table -> rows whose numbers were purged
+    reply_texts: dict[str, int] = dataclasses.field(default_factory=dict)  # table -> reply texts dropped
+    gap_fill_calls_deleted: int = 0
+    quarantine_payloads: int = 0
+
+    @property
+    def total(self) -> int:
+        return (sum(self.rows.values()) + sum(self.reply_texts.values()) + self.gap_fill_calls_deleted
+                + self.quarantine_payloads)
+
+
+def purge_personal_data(con: duckdb.DuckDBPyConnection, *, numbers_before: dt.datetime | None,
+                        texts_before: dt.datetime | None, reply_text: str = "keep",
+                        opt_out_words: list[str] | None = None) -> PurgeReport:
+    """Purge the numbers of rows older than `numbers_before`, and reply texts older than
+    `texts_before` per `reply_text` (None: nothing of that kind), in one transaction."""
+    report = PurgeReport(numbers_before, texts_before)
+    with transaction(con):
+        if numbers_before is not None:
+            _purge_numbers(con, report, numbers_before)
+        if texts_before is not None and reply_text != "keep":
+            _purge_texts(con, report, texts_before, reply_text, opt_out_words or [])
+    return report
+
+
+def _purge_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
+    at = {"cutoff": cutoff}
+    for table, (columns, age) in _NUMBERS.items():
+        held = " or ".join(f"{column} is not null" for column in columns)
+        nulls = ", ".join(f"{column} = null" for column in columns)
+        report.rows[table] = _changed(con, f"update {table} set {nulls} where {age} < $cutoff and ({held})", at)
+    _purge_reply_numbers(con, report, cutoff)
+    report.gap_fill_calls_deleted = _changed(con, "delete from raw.gap_fill_calls where called_at < $cutoff", at)
+    report.quarantine_payloads = _changed(
+        con, "update raw.quarantine set payload = null where quarantined_at < $cutoff and payload is not null", at)
+
+
+def _purge_reply_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
+    """Replies: the number out of their columns and out of their record_key, in raw and in
+    staging (whose rows carry the same keys)."""
+    con.execute(
+        "create or replace temp table _purged_replies as "
+        f"select record_key as old_key, '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index as new_key "
+        f"from raw.reply_status where pulled_at < $cutoff and record_key not like '{PURGED_KEY_PREFIX}%'",
+        {"cutoff": cutoff})
+    # no `update ... from`, nor `delete ... using`: a DuckLake catalog takes plain updates only
+    try:
+        report.rows["staging.replies"] = _changed(
+            con, "update staging.replies set phone_number = null, phone_e164 = null, record_key = "
+                 "(select min(p.new_key) from _purged_replies p where p.old_key = staging.replies.record_key) "
+                 "where record_key in (select old_key from _purged_replies)")
+        report.rows["raw.reply_status"] = _changed(
+            con, f"update raw.reply_status set record_key = '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index, "
+                 f"phone_number = null, subscriber_number = null "
+                 f"where pulled_at < $cutoff and record_key not like '{PURGED_KEY_PREFIX}%'", {"cutoff": cutoff})
+    finally:
+        con.execute("drop table if exists _purged_replies")
+
+
+def _purge_texts(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime, reply_text: str,
+                 opt_out_words: list[str]) -> None:
+    # Opt-outs are recognised as marts/replies.sql does (the `is_opt_out` macro): their text may
+    # be kept, since a person may have to show that a number opted out.
+    kept = "is_opt_out(reply_content, $words)" if reply_text == "optout-only" else "false"
+    params = {"cutoff": cutoff, **({"words": opt_out_words} if reply_text == "optout-only" else {})}
+    for table in ("raw.reply_status", "staging.replies"):
+        report.reply_texts[table] = _changed(
+            con, f"update {table} set reply_content = null where pulled_at < $cutoff and reply_content is not null "
+                 f"and not {kept}", params)
+
+
+def _changed(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> int:
+    """Rows an update or delete changed."""
+    row = con.execute(sql, params or {}).fetchone()
+    return int(row[0]) if row else 0

@@ -222,3 +222,28 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_", "DAGSTER_", "PG")) and not k.lower().endswith("_proxy")}
 
+
+def test_the_demo_refuses_a_lake_that_holds_other_data(pipeline, tmp_path):
+    env = {"SMSLEDGER_WAREHOUSE": str(pipeline.warehouse), "SMSLEDGER_LAKE_DATA_PATH": pipeline.warehouse.data_path,
+           "PGPASSWORD": os.environ["PGPASSWORD"]}
+    done = smsledger("demo", "--messages-per-day", "100", "--days", "2", env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "the demo builds an empty lake" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "data" / "demo-lake" / "spool").exists()
+
+
+def test_make_lake_demo_builds_a_lake_and_two_backfills_at_once_land(tmp_path):
+    """What `make lake-demo` runs, on a small week: its own PostgreSQL, the demo on the lake, two
+    backfills at once, the lake read by `smsledger sql`; no password printed."""
+    done = subprocess.run([sys.executable, "-m", "pipelines.app.lake_demo", "--messages-per-day", "300", "--days", "4"],
+                          cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "demo finished" in out and "both landed" in out, out[-3000:]
+    backfills = [line for line in out.splitlines() if line.startswith("[backfill ") and " built " in line]
+    assert len(backfills) == 2, out[-3000:]
+    assert not any("waiting" in line for line in out.splitlines() if line.startswith("[backfill ")), out[-3000:]
+    table = out[out.index("both landed"):]
+    assert len([line for line in table.splitlines() if line.strip()[:4].isdigit() and "|" in line]) == 4, table
+    assert "PGPASSWORD=" not in out and "password=" not in out
+    assert list((tmp_path / "data" / "demo-lake" / "lake").rglob("*.parquet"))

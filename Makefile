@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install postgres test demo demo-ui bench dev clean
+.PHONY: install postgres test demo lake-demo demo-ui bench dev clean
 
 install: $(STAMP)
 
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The lake tests (tests/warehouse/test_lake_*.py) start a throwaway PostgreSQL server from Debian's
-# package (tests/postgres_support.py) and are skipped without it. Installs it (as root) if missing.
+# package (pipelines/app/local_postgres.py) and are skipped without it; `make lake-demo` needs it too.
+# Installs it (as root) if missing.
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
@@ -25,6 +26,12 @@ test: install
 
 demo: install
 	$(BIN)/smsledger demo
+
+# The demo on a DuckLake: its catalog in a throwaway PostgreSQL (Debian's package, installed by
+# `make postgres` as root), its Parquet files in data/demo-lake/lake/; then two backfills writing it
+# at once (pipelines/app/lake_demo.py).
+lake-demo: install postgres
+	$(BIN)/python -m pipelines.app.lake_demo
 
 # The Dagster UI on the demo's own instance and warehouse: its runs, each day's figures, the checks.
 demo-ui: install
@@ -41,4 +48,4 @@ dev: install
 # Only what the demo and the local Dagster instance made: data/ may also hold your warehouse and
 # the spool of responses not yet loaded, which the provider will not hand out again.
 clean:
-	rm -rf data/demo data/dagster .pytest_cache
+	rm -rf data/demo data/demo-lake data/dagster .pytest_cache

@@ -60,7 +60,14 @@ def dagster_home(settings: Settings, root: Path | None = None) -> Path:
 
 
 def instance(settings: Settings) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(dagster_home(settings).resolve()))
+    dagster_instance = dg.DagsterInstance.from_config(str(dagster_home(settings).resolve()))
+    if not dagster_instance.get_python_log_dagster_handler_config():
+        # Dagster 1.13 calls logging.config.dictConfig at the start of every run, with or without
+        # a dagster_handler_config, to build no handler here; dictConfig closes every handler of
+        # the process, and deadlocks against a run logging in another thread (the parts of
+        # `backfill --writers N` are runs in threads: both hung, futex-waiting, under py-spy).
+        dagster_instance.get_yaml_python_handlers = lambda: []
+    return dagster_instance
 
 
 def _execute(settings: Settings, job: dg.JobDefinition, name: str, out: Output,

@@ -4,10 +4,10 @@ late receipts, repeated and dirty records in the traffic."""
 
 import datetime as dt
 import statistics as stats
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 from support import pipeline_settings
@@ -15,6 +15,7 @@ from support import pipeline_settings
 from pipelines.app.runner import run_days, run_drain
 from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
+from pipelines.warehouse.db import connect
 
 DAYS = 7  # a backfill of 7 days is compared with the daily runs over the same days
 RATE_SCALE = 5  # the simulator and the client both scale the documented limits
@@ -22,9 +23,9 @@ OPT_OUT = {"td", "t", "退订", "stop", "unsubscribe"}
 
 
 class Pipeline:
-    def __init__(self, root: Path, sim: Simulator, first: dt.date, last: dt.date):
+    def __init__(self, root: Path, sim: Simulator, first: dt.date, last: dt.date, **settings):
         self.root, self.sim, self.first, self.last = root, sim, first, last
-        self.settings = pipeline_settings(root, sim, first - dt.timedelta(days=3), rate_limit_scale=RATE_SCALE)
+        self.settings = pipeline_settings(root, sim, first - dt.timedelta(days=3), rate_limit_scale=RATE_SCALE, **settings)
         self.warehouse = self.settings.warehouse
 
     def sync(self, first=None, last=None):
@@ -32,9 +33,8 @@ class Pipeline:
         run_days(self.settings, first or self.first, last or self.last, log=lambda _: None)
 
     def query(self, sql, params=None) -> pl.DataFrame:
-        con = duckdb.connect(str(self.warehouse), read_only=True)
+        con = connect(self.warehouse, read_only=True)  # a DuckDB file or a lake (test_lake_end_to_end.py)
         try:
-            con.execute("set time zone 'UTC'")
             return con.execute(sql, params or {}).pl()
         finally:
             con.close()
@@ -83,9 +83,9 @@ class Pipeline:
         return {key[0] for key, variants in seen.items() if variants == {"time_zero"}}
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
+def synced_pipeline(root: Path, **settings) -> Iterator[Pipeline]:
+    """A simulated week, drained and built by the daily job; `settings` override the pipeline's
+    (the warehouse: a lake, in test_lake_end_to_end.py)."""
     # The simulator's clock stands three days back, so that advancing it (late receipts) never
     # moves record times beyond the real present, where they would be flagged as far future.
     midnight = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(0), dt.UTC) - dt.timedelta(days=3)
@@ -95,9 +95,14 @@ def pipeline(tmp_path_factory):
     with Simulator(config) as sim:
         first = midnight.date() - dt.timedelta(days=DAYS)
         last = midnight.date() - dt.timedelta(days=1)
-        p = Pipeline(root, sim, first, last)
+        p = Pipeline(root, sim, first, last, **settings)
         p.sync()
         yield p
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    yield from synced_pipeline(tmp_path_factory.mktemp("e2e"))
 
 
 def compare(pipeline: Pipeline) -> tuple[pl.DataFrame, set[str]]:

@@ -46,6 +46,25 @@ def test_a_bad_lake_uri_is_one_line_naming_the_cause_and_never_the_password(uri,
     assert "Hunter2" not in message
 
 
+def test_settings_read_a_lake_and_its_object_store_from_the_environment():
+    lake_uri = "ducklake:postgres:dbname=lake host=db user=etl"
+    settings = Settings.from_env({"SMSLEDGER_WAREHOUSE": lake_uri, "SMSLEDGER_LAKE_DATA_PATH": "s3://bucket/lake",
+                                  "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "Hunter2-aws-secret",
+                                  "AWS_REGION": "ap-guangzhou", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"},
+                                 require_credentials=False)
+    store = settings.warehouse.object_store
+    assert (store.region, store.endpoint, store.use_ssl, store.url_style) == ("ap-guangzhou", "127.0.0.1:9000", False, "path")
+    assert "Hunter2" not in repr(settings) and "AKIDEXAMPLE" not in repr(settings)
+    refused = {
+        (("SMSLEDGER_WAREHOUSE", "data/w.duckdb"), ("SMSLEDGER_LAKE_DATA_PATH", "/tmp/lake")): "SMSLEDGER_WAREHOUSE is a DuckDB file",
+        (("SMSLEDGER_WAREHOUSE", lake_uri), ("SMSLEDGER_LAKE_DATA_PATH", "s3://bucket/lake")): "set AWS_ACCESS_KEY_ID",
+    }
+    for env, cause in refused.items():
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env(dict(env), require_credentials=False)
+        assert cause in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_redact_masks_passwords_in_conninfo_and_urls():
     assert redact('at "dbname=x password=abc user=y" and password=\'a b\'') == 'at "dbname=x password=*** user=y" and password=***'
     assert redact("postgresql://etl:abc@db/x") == "postgresql://etl:***@db/x"

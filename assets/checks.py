@@ -242,11 +242,12 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
             yield from evaluate_days(context, MESSAGE_STATUS, RECEIPTS_BY_CHANNEL, days.days(), evaluate)
 
     return [
-        unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per SerialNo in marts.message_status "
+        unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per (sms_sdk_app_id, serial_no) in marts.message_status "
                      "(blocking: the daily metrics are not built from duplicated messages).", blocking=True),
         unique_check(ONE_ROW_PER_GROUP, DELIVERY_DAILY,
-                     "One row per (day, iso_code, sign_name, template_id) in marts.delivery_daily, nulls equal."),
-        unique_check(ONE_ROW_PER_REPLY, REPLIES, "One row per reply (record_key) in marts.replies."),
+                     "One row per (sms_sdk_app_id, day, iso_code, sign_name, template_id) in marts.delivery_daily, "
+                     "nulls equal."),
+        unique_check(ONE_ROW_PER_REPLY, REPLIES, "One row per reply (sms_sdk_app_id, record_key) in marts.replies."),
         allowed_report_status,
         receipt_coverage,
         matches_provider_statistics,

@@ -48,9 +48,10 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         return build
 
     message_status = mart(
-        "message_status", [["staging", "messages"]],
-        "One row per SerialNo: the send (sends log), the final receipt (latest by usable receive time; a "
-        "delivery is final), latency, and the first conversion within the attribution window.",
+        "message_status", [["staging", "messages"], ["raw", "prices"]],
+        "One row per application and SerialNo: the send (sends log), the final receipt (latest by usable receive "
+        "time; a delivery is final), latency, the first conversion within the attribution window, and the cost "
+        "(fee x the unit price of its region and type in force on its send day; null without a price).",
         lambda metrics, warehouse: {"attribution_days": metrics.conversion_window_days},
     )
     replies = mart(
@@ -67,7 +68,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         "delivery_daily", [message_status],
         "Per send day, country, signature and template: submitted (sends-log messages), receipts, delivered, "
         "failed, pending, delivery_rate, delivered_of_receipts, receipt_coverage, latency percentiles of delivered "
-        "messages and fee. Groups of messages known only by their receipts (no sends log) leave submitted, pending, "
+        "messages, fee and cost. Groups of messages known only by their receipts (no sends log) leave submitted, pending, "
         "delivery_rate and receipt_coverage null.",
     )
     conversion_daily = mart(
@@ -76,6 +77,11 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         "conversion_rate, median time to convert, replies attributed to the group's messages, reply_rate and "
         "opt-outs. A reply counts under the day of the message it answers; replies arriving after a day was built "
         "appear when the lookback window rebuilds it.",
+    )
+    spend_daily = mart(
+        "spend_daily", [message_status],
+        "Per send day, application, country, signature and template: the sends log's accepted messages, their fee "
+        "(billable segments) and cost (null without a price table), and the price's currency.",
     )
     failure_reasons_daily = mart(
         "failure_reasons_daily", [message_status],
@@ -95,7 +101,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         "per day and application, each against its own statistics.",
         lambda metrics, warehouse: {"first_app": warehouse.first_sdk_app_id},
     )
-    return [message_status, replies, delivery_daily, conversion_daily, failure_reasons_daily,
+    return [message_status, replies, delivery_daily, conversion_daily, spend_daily, failure_reasons_daily,
             provider_statistics_hourly, reconciliation_daily]
 
 

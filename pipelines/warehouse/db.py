@@ -162,6 +162,12 @@ _ALTERED_LATER_FOR_APPLICATIONS = (
     "marts.delivery_daily", "marts.conversion_daily", "marts.failure_reasons_daily",
     "marts.provider_statistics_hourly", "marts.reconciliation_daily",
 )
+# Columns added to older mart tables since: null in the rows built before (the lookback rebuilds
+# recent days; an older day gets them when it is rebuilt).
+_ADDED_COLUMNS = {
+    "marts.message_status": (("cost", "decimal(18, 6)"), ("currency", "varchar")),
+    "marts.delivery_daily": (("cost", "decimal(18, 6)"), ("currency", "varchar")),
+}
 
 
 @lake.retry_conflicts  # two processes opening a new lake at once both create its tables
@@ -180,6 +186,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP
                 raise ValueError(f"{sdk_app_id!r} is not an SmsSdkAppId")
             con.execute(f"alter table {table} add column {APP_COLUMN} varchar default '{sdk_app_id}'")
             con.execute(f"alter table {table} alter column {APP_COLUMN} drop default")
+        for table, columns in _ADDED_COLUMNS.items():
+            for column, column_type in columns:
+                if _lacks_column(con, *table.split("."), column):
+                    con.execute(f"alter table {table} add column {column} {column_type}")
         for name in SCHEMA_FILES:
             con.execute(_ddl(name, con))
 

@@ -30,6 +30,7 @@ MARTS = {
     "marts.delivery_daily": Mart("day", "marts/delivery_daily"),
     "marts.conversion_daily": Mart("day", "marts/conversion_daily"),
     "marts.failure_reasons_daily": Mart("day", "marts/failure_reasons_daily"),
+    "marts.spend_daily": Mart("day", "marts/spend_daily"),
     "marts.provider_statistics_hourly": Mart("hour", "marts/provider_statistics_hourly", hourly=True),
     "marts.reconciliation_daily": Mart("day", "marts/reconciliation_daily", defaults={"first_app": DEMO_SDK_APP_ID}),
 }

@@ -19,7 +19,10 @@ create table if not exists marts.message_status (
     converted_at timestamptz,
     receipts integer not null,          -- distinct receipts seen for the message
     in_sends_log boolean not null,
-    sms_sdk_app_id varchar     -- the application; a message is (sms_sdk_app_id, serial_no)
+    sms_sdk_app_id varchar,    -- the application; a message is (sms_sdk_app_id, serial_no)
+    cost decimal(18, 6),       -- fee x the unit price of raw.prices in force on send_date for its region
+                               -- and type (CN: mainland, else international); null without fee or price
+    currency varchar           -- the price's
 );
 
 -- One row per reply, attributed to the latest message delivered to the same number (and
@@ -59,7 +62,9 @@ create table if not exists marts.delivery_daily (
     latency_p50_s double,               -- over delivered messages: user_receive_time - sent_at
     latency_p95_s double,
     fee bigint,                         -- sum of the sends log's Fee
-    sms_sdk_app_id varchar
+    sms_sdk_app_id varchar,
+    cost decimal(18, 6),                -- sum of marts.message_status.cost (null: no message priced)
+    currency varchar
 );
 
 -- Conversions and replies per send day, application, country and template. A reply counts under the day (and
@@ -134,4 +139,18 @@ create table if not exists marts.reconciliation_daily (
                                         -- delivery rate that stands in without a sends log
     provider_hours bigint not null,     -- statistics hours of the day (0: none pulled)
     sms_sdk_app_id varchar     -- one row per day and application
+);
+
+-- Spend per send day, application, region, signature and template: the sends log's accepted
+-- messages, their fee (billable segments) and its cost by raw.prices (null without a price).
+create table if not exists marts.spend_daily (
+    day date not null,                  -- the messages' send_date (SMSLEDGER_TIMEZONE)
+    sms_sdk_app_id varchar,
+    iso_code varchar,
+    sign_name varchar,
+    template_id varchar,
+    messages bigint not null,           -- sends-log messages (SendSms Code "Ok")
+    fee bigint,                         -- sum of their Fee
+    cost decimal(18, 6),                -- sum of their cost (null: none priced)
+    currency varchar
 );

@@ -6,8 +6,11 @@
 -- means: a delivery is final (carriers report failures before a successful retry, never after a
 -- delivery), so a SUCCESS outranks every FAIL, whatever their times; its receive time and latency
 -- stay unknown when its own time is unusable. A message is (sms_sdk_app_id, serial_no): receipts
--- and conversions join their message within its application.
+-- and conversions join their message within its application. Its cost is its fee times the unit
+-- price of raw.prices for its region (iso_code) and type (CN: mainland, else international) with
+-- the latest valid_from on or before its send_date; null without a fee or such a price.
 insert into marts.message_status (
+    cost, currency,
     sms_sdk_app_id,
     send_date, serial_no, phone_e164, country_code, iso_code, sign_name, template_id, session_context,
     sent_at, fee, report_status, description, user_receive_time, latency_seconds, converted_at,
@@ -62,8 +65,17 @@ converted as (
     where c.conversion_time >= coalesce(m.sent_at, m.user_receive_time)
       and c.conversion_time < coalesce(m.sent_at, m.user_receive_time) + to_days(cast($attribution_days as integer))
     group by m.sms_sdk_app_id, m.serial_no
+),
+priced as (
+    select m.*, p.unit_price, p.currency
+    from messages m
+    asof left join raw.prices p
+      on p.region = m.iso_code
+     and p.message_type = case when m.iso_code = 'CN' then 'mainland' else 'international' end
+     and m.send_date >= p.valid_from
 )
 select
+    cast(m.fee * m.unit_price as decimal(18, 6)), m.currency,
     m.sms_sdk_app_id, m.send_date, m.serial_no, m.phone_e164, m.country_code, m.iso_code, m.sign_name, m.template_id,
     m.session_context, m.sent_at, m.fee, m.report_status, m.description, m.user_receive_time,
     case when m.report_status is not null
@@ -71,6 +83,6 @@ select
     c.converted_at,
     coalesce(rc.receipts, 0) as receipts,
     m.in_sends_log
-from messages m
+from priced m
 left join converted c using (sms_sdk_app_id, serial_no)
 left join receipt_counts rc using (sms_sdk_app_id, serial_no)

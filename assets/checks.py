@@ -39,9 +39,9 @@ STATISTICS_HOURLY = dg.AssetKey(["raw", "statistics_hourly"])
 
 # Tables and the columns that must identify a row (identifiers only: no values are formatted in).
 _KEYS = {
-    ONE_ROW_PER_SERIAL_NO: ("marts.message_status", ("serial_no",)),
-    ONE_ROW_PER_GROUP: ("marts.delivery_daily", ("day", "iso_code", "sign_name", "template_id")),
-    ONE_ROW_PER_REPLY: ("marts.replies", ("record_key",)),
+    ONE_ROW_PER_SERIAL_NO: ("marts.message_status", ("sms_sdk_app_id", "serial_no")),
+    ONE_ROW_PER_GROUP: ("marts.delivery_daily", ("sms_sdk_app_id", "day", "iso_code", "sign_name", "template_id")),
+    ONE_ROW_PER_REPLY: ("marts.replies", ("sms_sdk_app_id", "record_key")),
 }
 
 # Counts compared with the provider's: (ours, the provider's) columns of marts.reconciliation_daily.
@@ -133,31 +133,46 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
                                         metrics: MetricsConfig):
             days = days_of(context, partitions)
             settled_before = _settled_before(partitions, metrics)
-            rows = _rows_by_day(warehouse, "check_reconciliation", days)
+            rows = _rows_by_day_and_app(warehouse, "check_reconciliation", days)
 
             def evaluate(day: dt.date) -> DayResult:
-                row = rows.get(day)
-                if row is None or not row["provider_hours"]:
-                    return DayResult(True, "nothing to compare: no provider statistics for this day")
-                if not row["has_sends_log"]:
-                    return DayResult(True, "not comparable: without a sends log our messages are placed by the day "
-                                           "of their first receipt, the provider counts them by send hour")
-                differences = {
-                    name: (row[name], row[provider]) for name, provider in _RECONCILED.items()
-                    if row[provider] is not None and row[name] is not None
-                    and abs(row[name] - row[provider]) > metrics.reconciliation_tolerance * row[provider]
-                }
-                metadata = {name: dg.MetadataValue.json({"ours": row[name], "provider": row[provider]})
-                            for name, provider in _RECONCILED.items()}
-                if not differences:
+                # Each application against its own statistics; a day's result names those that differ.
+                compared, skipped, texts = {}, [], []
+                apps = rows.get(day, {})
+                for app, row in apps.items():
+                    named = f"application {app}: " if len(apps) > 1 else ""
+                    if not row["provider_hours"]:
+                        skipped.append(f"{named}nothing to compare: no provider statistics for this day")
+                        continue
+                    if not row["has_sends_log"]:
+                        skipped.append(f"{named}not comparable: without a sends log our messages are placed by the "
+                                       "day of their first receipt, the provider counts them by send hour")
+                        continue
+                    compared[app] = {name: {"ours": row[name], "provider": row[provider]}
+                                     for name, provider in _RECONCILED.items()}
+                    differences = {
+                        name: (row[name], row[provider]) for name, provider in _RECONCILED.items()
+                        if row[provider] is not None and row[name] is not None
+                        and abs(row[name] - row[provider]) > metrics.reconciliation_tolerance * row[provider]
+                    }
+                    if differences:
+                        texts.append(named + "; ".join(
+                            f"{name} ours {ours:,} vs provider {provider:,} ({ours - provider:+,})"
+                            for name, (ours, provider) in differences.items()))
+                if not compared:
+                    return DayResult(True, "; ".join(skipped) or "nothing to compare: no provider statistics for this day")
+                if len(apps) == 1:
+                    metadata = {name: dg.MetadataValue.json(value) for name, value in next(iter(compared.values())).items()}
+                else:
+                    metadata = {"compared": dg.MetadataValue.json(compared), "not_compared": "; ".join(skipped) or "none"}
+                if not texts:
                     return DayResult(True, metadata=metadata)
                 # Receipts keep arriving for days (and the queues are drained on their own schedule),
                 # so inside the lookback window a difference may only be in flight: it warns there,
                 # and is an error once the day is settled.
                 severity = dg.AssetCheckSeverity.ERROR if day < settled_before else dg.AssetCheckSeverity.WARN
-                text = "; ".join(f"{name} ours {ours:,} vs provider {provider:,} ({ours - provider:+,})"
-                                 for name, (ours, provider) in differences.items())
-                return DayResult(False, f"differs from the provider's statistics: {text}", severity, metadata)
+                return DayResult(False, f"differs from the provider's statistics: {' | '.join(texts)}", severity,
+                                 metadata)
 
             yield from evaluate_days(context, RECONCILIATION_DAILY, MATCHES_PROVIDER_STATISTICS, days.days(), evaluate)
 
@@ -227,11 +242,12 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
             yield from evaluate_days(context, MESSAGE_STATUS, RECEIPTS_BY_CHANNEL, days.days(), evaluate)
 
     return [
-        unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per SerialNo in marts.message_status "
+        unique_check(ONE_ROW_PER_SERIAL_NO, MESSAGE_STATUS, "One row per (sms_sdk_app_id, serial_no) in marts.message_status "
                      "(blocking: the daily metrics are not built from duplicated messages).", blocking=True),
         unique_check(ONE_ROW_PER_GROUP, DELIVERY_DAILY,
-                     "One row per (day, iso_code, sign_name, template_id) in marts.delivery_daily, nulls equal."),
-        unique_check(ONE_ROW_PER_REPLY, REPLIES, "One row per reply (record_key) in marts.replies."),
+                     "One row per (sms_sdk_app_id, day, iso_code, sign_name, template_id) in marts.delivery_daily, "
+                     "nulls equal."),
+        unique_check(ONE_ROW_PER_REPLY, REPLIES, "One row per reply (sms_sdk_app_id, record_key) in marts.replies."),
         allowed_report_status,
         receipt_coverage,
         matches_provider_statistics,
@@ -242,10 +258,22 @@ def build_checks(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheck
 
 def _rows_by_day(warehouse: WarehouseResource, report: str, days: DayRange) -> dict[dt.date, dict]:
     """The rows of sql/reports/`report`.sql for the days, by their first column (the day)."""
+    return {day: row for (day, _), row in _rows(warehouse, report, days).items()}
+
+
+def _rows_by_day_and_app(warehouse: WarehouseResource, report: str, days: DayRange) -> dict[dt.date, dict[str, dict]]:
+    """The rows of sql/reports/`report`.sql for the days, by day (first column), then application (second)."""
+    by_day: dict[dt.date, dict[str, dict]] = {}
+    for (day, app), row in _rows(warehouse, report, days).items():
+        by_day.setdefault(day, {})[app] = row
+    return by_day
+
+
+def _rows(warehouse: WarehouseResource, report: str, days: DayRange) -> dict[tuple, dict]:
     with warehouse.connect() as con:
         cursor = con.execute(sql_text(f"reports/{report}"), days.dates())
         names = [d[0] for d in cursor.description]
-        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        return {row[:2]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
 def _result(passed: bool, failure: str, metadata: dict) -> dg.AssetCheckResult:

@@ -28,7 +28,8 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
     `reply_window_days` days before it."""
 
     def mart(name: str, deps: Sequence, description: str,
-             rebuild_params: Callable[[MetricsConfig], dict[str, object]] = lambda metrics: {}) -> dg.AssetsDefinition:
+             rebuild_params: Callable[[MetricsConfig, WarehouseResource], dict[str, object]] = lambda metrics, warehouse: {},
+             ) -> dg.AssetsDefinition:
         table = f"marts.{name}"
         hourly = MARTS[table].hourly
 
@@ -37,7 +38,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         def build(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                   metrics: MetricsConfig) -> dg.MaterializeResult:
             days = days_of(context, partitions)
-            params = {**rebuild_params(metrics), **({"timezone": partitions.timezone} if hourly else {})}
+            params = {**rebuild_params(metrics, warehouse), **({"timezone": partitions.timezone} if hourly else {})}
             with warehouse.connect() as con:
                 rebuild(con, table, days, **params)
                 report_days(context, con, f"mart_{name}", days, _report_params(days, hourly))
@@ -47,10 +48,11 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         return build
 
     message_status = mart(
-        "message_status", [["staging", "messages"]],
-        "One row per SerialNo: the send (sends log), the final receipt (latest by usable receive time; a "
-        "delivery is final), latency, and the first conversion within the attribution window.",
-        lambda metrics: {"attribution_days": metrics.conversion_window_days},
+        "message_status", [["staging", "messages"], ["raw", "prices"]],
+        "One row per application and SerialNo: the send (sends log), the final receipt (latest by usable receive "
+        "time; a delivery is final), latency, the first conversion within the attribution window, and the cost "
+        "(fee x the unit price of its region and type in force on its send day; null without a price).",
+        lambda metrics, warehouse: {"attribution_days": metrics.conversion_window_days},
     )
     replies = mart(
         "replies",
@@ -59,14 +61,14 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
                      partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-reply_window_days, end_offset=0))],
         "One row per reply, attributed to the latest message delivered to the same number (same signature when "
         "known) within the reply window before it; opt-outs flagged.",
-        lambda metrics: {"attribution_hours": metrics.reply_window_hours,
+        lambda metrics, warehouse: {"attribution_hours": metrics.reply_window_hours,
                          "opt_out_words": [w.lower() for w in metrics.opt_out_words]},
     )
     delivery_daily = mart(
         "delivery_daily", [message_status],
         "Per send day, country, signature and template: submitted (sends-log messages), receipts, delivered, "
         "failed, pending, delivery_rate, delivered_of_receipts, receipt_coverage, latency percentiles of delivered "
-        "messages and fee. Groups of messages known only by their receipts (no sends log) leave submitted, pending, "
+        "messages, fee and cost. Groups of messages known only by their receipts (no sends log) leave submitted, pending, "
         "delivery_rate and receipt_coverage null.",
     )
     conversion_daily = mart(
@@ -75,6 +77,11 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         "conversion_rate, median time to convert, replies attributed to the group's messages, reply_rate and "
         "opt-outs. A reply counts under the day of the message it answers; replies arriving after a day was built "
         "appear when the lookback window rebuilds it.",
+    )
+    spend_daily = mart(
+        "spend_daily", [message_status],
+        "Per send day, application, country, signature and template: the sends log's accepted messages, their fee "
+        "(billable segments) and cost (null without a price table), and the price's currency.",
     )
     failure_reasons_daily = mart(
         "failure_reasons_daily", [message_status],
@@ -90,9 +97,11 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
         "Per day, our counts beside the provider's statistics for the day's hours: submitted vs RequestSuccessCount, "
         "receipts vs CallbackCount, delivered vs CallbackSuccessCount, failed vs CallbackFailCount, and the "
         "differences (ours - provider) where the two are comparable (days with a sends log); "
-        "provider_delivery_rate is the app-level delivery rate that stands in when there is no sends log.",
+        "provider_delivery_rate is the app-level delivery rate that stands in when there is no sends log. One row "
+        "per day and application, each against its own statistics.",
+        lambda metrics, warehouse: {"first_app": warehouse.first_sdk_app_id},
     )
-    return [message_status, replies, delivery_daily, conversion_daily, failure_reasons_daily,
+    return [message_status, replies, delivery_daily, conversion_daily, spend_daily, failure_reasons_daily,
             provider_statistics_hourly, reconciliation_daily]
 
 

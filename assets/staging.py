@@ -22,7 +22,7 @@ def staging_assets(partitions: dg.DailyPartitionsDefinition):
         that day per the sends log, or, missing from the log, first receipted that day."""
         days = days_of(context, partitions)
         with warehouse.connect() as con:
-            report = build_messages(con, days)
+            report = build_messages(con, days, warehouse.first_sdk_app_id)
             report_days(context, con, "staging_messages", days, days.dates())
         if report.unusable_send_times:
             context.log.warning(f"{report.unusable_send_times} sends-log rows near these days have no usable "

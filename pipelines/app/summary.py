@@ -33,12 +33,14 @@ def summary(warehouse: Path, first: dt.date, last: dt.date, timezone: str = "UTC
         )
     lines += ["", "Top failure reasons (by country)"]
     lines += [f"  {description or '(none)':<24} {iso_code or '??':<3} {failed:>7,}" for description, iso_code, failed in reasons]
-    mismatched = [row for row in recon if any(row[1:])]
+    mismatched = [row for row in recon if any(row[2:])]
+    several_apps = len({row[1] for row in recon}) > 1
     lines += ["", "Reconciliation with the provider's statistics (ours - provider: submitted, receipts, delivered, failed)"]
     if not recon:
         lines.append("  no provider statistics for these days")
     elif not mismatched:
-        lines.append(f"  all {len(recon)} days match the provider exactly")
+        lines.append(f"  all {len({row[0] for row in recon})} days match the provider exactly")
     else:
-        lines += [f"  {day}: {d_sub:+,} {d_rec:+,} {d_del:+,} {d_fail:+,}" for day, d_sub, d_rec, d_del, d_fail in mismatched]
+        lines += [f"  {day}{f' {app}' if several_apps else ''}: {d_sub:+,} {d_rec:+,} {d_del:+,} {d_fail:+,}"
+                  for day, app, d_sub, d_rec, d_del, d_fail in mismatched]
     return "\n".join(lines) + "\n"

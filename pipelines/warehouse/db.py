@@ -154,6 +154,20 @@ SCHEMA_FILES = ("ddl/raw", "ddl/raw_applications", "ddl/prices", "ddl/staging", 
 _ALTERED_FOR_APPLICATIONS = ("send_status", "reply_status")
 _REBUILT_FOR_APPLICATIONS = ("batches", "gap_fill_searches", "statistics_hourly")
 APP_COLUMN = "sms_sdk_app_id"
+# Staging and mart tables that name their application since they are grouped by it: an older
+# table gets the column by `alter table` (none of them has a `current_timestamp` default, which
+# DuckDB could not replay after a kill), its rows the first application.
+_ALTERED_LATER_FOR_APPLICATIONS = (
+    "staging.receipts", "staging.replies", "staging.conversions", "marts.message_status", "marts.replies",
+    "marts.delivery_daily", "marts.conversion_daily", "marts.failure_reasons_daily",
+    "marts.provider_statistics_hourly", "marts.reconciliation_daily",
+)
+# Columns added to older mart tables since: null in the rows built before (the lookback rebuilds
+# recent days; an older day gets them when it is rebuilt).
+_ADDED_COLUMNS = {
+    "marts.message_status": (("cost", "decimal(18, 6)"), ("currency", "varchar")),
+    "marts.delivery_daily": (("cost", "decimal(18, 6)"), ("currency", "varchar")),
+}
 
 
 @lake.retry_conflicts  # two processes opening a new lake at once both create its tables
@@ -161,16 +175,21 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, sdk_app_id: str = DEMO_SDK_APP
     for name in _REBUILT_FOR_APPLICATIONS:
         if _lacks_column(con, "raw", name, APP_COLUMN) or (name == "batches" and _lacks_column(con, "raw", name, "pull_limit")):
             _rebuild(con, f"raw.{name}", sdk_app_id)
-    altered = [name for name in _ALTERED_FOR_APPLICATIONS if _lacks_column(con, "raw", name, APP_COLUMN)]
+    altered = [f"raw.{name}" for name in _ALTERED_FOR_APPLICATIONS if _lacks_column(con, "raw", name, APP_COLUMN)]
+    altered += [table for table in _ALTERED_LATER_FOR_APPLICATIONS if _lacks_column(con, *table.split("."), APP_COLUMN)]
     with transaction(con):
-        for name in altered:
+        for table in altered:
             # Rows loaded before belong to the one application there was. A column added with a
             # default gets it without rewriting the table (an update of 10M receipts held twice the
             # memory); the default is then dropped, so a row must say its application.
             if not sdk_app_id.isdigit():
                 raise ValueError(f"{sdk_app_id!r} is not an SmsSdkAppId")
-            con.execute(f"alter table raw.{name} add column {APP_COLUMN} varchar default '{sdk_app_id}'")
-            con.execute(f"alter table raw.{name} alter column {APP_COLUMN} drop default")
+            con.execute(f"alter table {table} add column {APP_COLUMN} varchar default '{sdk_app_id}'")
+            con.execute(f"alter table {table} alter column {APP_COLUMN} drop default")
+        for table, columns in _ADDED_COLUMNS.items():
+            for column, column_type in columns:
+                if _lacks_column(con, *table.split("."), column):
+                    con.execute(f"alter table {table} add column {column} {column_type}")
         for name in SCHEMA_FILES:
             con.execute(_ddl(name, con))
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import duckdb
 
+from pipelines.config import DEMO_SDK_APP_ID
 from pipelines.warehouse import lake
 from pipelines.warehouse.db import sql_text, transaction
 from pipelines.days import DayRange
@@ -20,6 +21,7 @@ class Mart(NamedTuple):
     column: str
     sql_file: str
     hourly: bool = False
+    defaults: dict[str, object] = {}  # parameters of the SQL file a caller may leave out
 
 
 MARTS = {
@@ -28,8 +30,9 @@ MARTS = {
     "marts.delivery_daily": Mart("day", "marts/delivery_daily"),
     "marts.conversion_daily": Mart("day", "marts/conversion_daily"),
     "marts.failure_reasons_daily": Mart("day", "marts/failure_reasons_daily"),
+    "marts.spend_daily": Mart("day", "marts/spend_daily"),
     "marts.provider_statistics_hourly": Mart("hour", "marts/provider_statistics_hourly", hourly=True),
-    "marts.reconciliation_daily": Mart("day", "marts/reconciliation_daily"),
+    "marts.reconciliation_daily": Mart("day", "marts/reconciliation_daily", defaults={"first_app": DEMO_SDK_APP_ID}),
 }
 
 
@@ -46,6 +49,6 @@ def rebuild(con: duckdb.DuckDBPyConnection, table: str, days: DayRange, **params
         where = f"{mart.column} between $first_day and $last_day"
     with transaction(con):
         con.execute(f"delete from {table} where {where}", bounds)
-        con.execute(sql_text(mart.sql_file), {**bounds, **params})
+        con.execute(sql_text(mart.sql_file), {**mart.defaults, **bounds, **params})
         (rows,) = con.execute(f"select count(*) from {table} where {where}", bounds).fetchone()
     return rows

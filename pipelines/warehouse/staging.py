@@ -15,6 +15,7 @@ import duckdb
 import phonenumbers
 import polars as pl
 
+from pipelines.config import DEMO_SDK_APP_ID
 from pipelines.days import DayRange
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
@@ -72,12 +73,14 @@ def _phones(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame
 
 
 @lake.retry_conflicts
-def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
-    """Rewrite staging.sends, staging.receipts and staging.conversions for the days."""
+def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange, first_app: str = DEMO_SDK_APP_ID) -> StagingReport:
+    """Rewrite staging.sends, staging.receipts and staging.conversions for the days. A message is
+    (sms_sdk_app_id, serial_no); a sends-log row that does not say its application is `first_app`'s."""
     report = StagingReport()
     tz = days.tz
 
-    sends = con.execute(sql_text("staging/sends_for_days"), {**days.seconds(), "now_s": int(time.time())}).pl()
+    sends = con.execute(sql_text("staging/sends_for_days"), {**days.seconds(), "now_s": int(time.time()),
+                                                             "first_app": first_app}).pl()
     sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
     report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
     sends = (
@@ -88,27 +91,30 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     # The same SerialNo in two files (an overlapping log rotation) is one message.
     ok = pl.col("serial_no").is_not_null() & (pl.col("serial_no") != "")
     sends = pl.concat([
-        sends.filter(ok).sort("source_file", "source_row").unique("serial_no", keep="first", maintain_order=True),
+        sends.filter(ok).sort("source_file", "source_row").unique(["sms_sdk_app_id", "serial_no"], keep="first",
+                                                                  maintain_order=True),
         sends.filter(~ok),
     ])
     sends = _phones(con, sends)
     report.sends = sends.height
 
-    day_serials = sends.filter(ok).select("serial_no", "send_date")
+    day_serials = sends.filter(ok).select("sms_sdk_app_id", "serial_no", "send_date")
     with registered(con, "_day_serials", day_serials):
-        receipts = con.execute("select r.*, d.send_date from raw.send_status r join _day_serials d using (serial_no)").pl()
+        receipts = con.execute("select r.*, d.send_date from raw.send_status r "
+                               "join _day_serials d using (sms_sdk_app_id, serial_no)").pl()
 
-    orphans = con.execute(sql_text("staging/orphan_receipts"), {**days.instants(), **days.seconds()}).pl()
+    orphans = con.execute(sql_text("staging/orphan_receipts"),
+                          {**days.instants(), **days.seconds(), "first_app": first_app}).pl()
     orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")
     first = (
         orphans.with_columns(_placed=pl.coalesce("_t", "pulled_at"))
-        .group_by("serial_no")
+        .group_by("sms_sdk_app_id", "serial_no")
         .agg(pl.col("_placed").min().alias("_first"))
         .with_columns(send_date=_local_date("_first", tz))
         .filter(pl.col("send_date").is_between(days.first, days.last))
-        .select("serial_no", "send_date")
+        .select("sms_sdk_app_id", "serial_no", "send_date")
     )
-    orphans = orphans.drop("_t", "_f").join(first, on="serial_no", how="inner")
+    orphans = orphans.drop("_t", "_f").join(first, on=["sms_sdk_app_id", "serial_no"], how="inner")
     report.orphan_messages = first.height
     receipts = pl.concat([receipts, orphans], how="diagonal_relaxed")
     receipts = unix_seconds_to_utc(receipts, "user_receive_time", out="receive_at", flag="receive_time_flag")
@@ -120,7 +126,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
 
     with registered(con, "_all_serials", pl.concat([day_serials, first])):
         conversions = con.execute(
-            "select c.serial_no, c.conversion_time, c.source_file, c.source_row, s.send_date "
+            "select c.serial_no, c.conversion_time, c.source_file, c.source_row, s.send_date, s.sms_sdk_app_id "
             "from raw.conversions c join _all_serials s using (serial_no)"
         ).pl()
     conversions = unix_seconds_to_utc(conversions, "conversion_time", out="converted_at", flag="conversion_time_flag")
@@ -134,11 +140,11 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRep
     staged["staging.receipts"] = receipts.select(
         "send_date", "serial_no", "record_key", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid",
         "report_status", "description", pl.col("receive_at").alias("user_receive_time"), "receive_time_flag",
-        "session_context", "action", "pulled_at",
+        "session_context", "action", "pulled_at", "sms_sdk_app_id",
     )
     staged["staging.conversions"] = conversions.select(
         "send_date", "serial_no", pl.col("converted_at").alias("conversion_time"), "conversion_time_flag",
-        "source_file", "source_row",
+        "source_file", "source_row", "sms_sdk_app_id",
     )
     with transaction(con):
         for table, frame in staged.items():
@@ -170,7 +176,7 @@ def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRepo
     staged = replies.select(
         "reply_date", "record_key", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid",
         "sign_name", "extend_code", "reply_content", pl.col("reply_at").alias("reply_time"), "reply_time_flag",
-        "action", "pulled_at",
+        "action", "pulled_at", "sms_sdk_app_id",
     )
     with transaction(con):
         replace_slice(con, "staging.replies", "reply_date", days, staged)

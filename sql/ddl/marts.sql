@@ -1,6 +1,6 @@
 -- Marts: what users query. Daily tables are rewritten per partition day. Idempotent DDL.
 
--- One row per message (SerialNo): the send, its final receipt, its conversion.
+-- One row per message (application, SerialNo): the send, its final receipt, its conversion.
 create table if not exists marts.message_status (
     send_date date not null,            -- the day it counts under (SMSLEDGER_TIMEZONE)
     serial_no varchar not null,
@@ -18,7 +18,11 @@ create table if not exists marts.message_status (
     latency_seconds double,
     converted_at timestamptz,
     receipts integer not null,          -- distinct receipts seen for the message
-    in_sends_log boolean not null
+    in_sends_log boolean not null,
+    sms_sdk_app_id varchar,    -- the application; a message is (sms_sdk_app_id, serial_no)
+    cost decimal(18, 6),       -- fee x the unit price of raw.prices in force on send_date for its region
+                               -- and type (CN: mainland, else international); null without fee or price
+    currency varchar           -- the price's
 );
 
 -- One row per reply, attributed to the latest message delivered to the same number (and
@@ -34,10 +38,11 @@ create table if not exists marts.replies (
     reply_time timestamptz,
     serial_no varchar,
     is_opt_out boolean not null,
-    record_key varchar not null
+    record_key varchar not null,
+    sms_sdk_app_id varchar     -- a reply is (sms_sdk_app_id, record_key); attributed within its application
 );
 
--- Delivery per send day, country and template, from marts.message_status. `submitted` counts
+-- Delivery per send day, application, country and template, from marts.message_status. `submitted` counts
 -- sends-log messages; a group with none (messages known only by their receipts: no sends log, or
 -- SerialNos the log does not know) has submitted, pending, delivery_rate and receipt_coverage null.
 -- Rates come from the row's counts (null when the denominator is 0), never from averaged rates.
@@ -56,10 +61,13 @@ create table if not exists marts.delivery_daily (
     receipt_coverage double,            -- receipts / submitted
     latency_p50_s double,               -- over delivered messages: user_receive_time - sent_at
     latency_p95_s double,
-    fee bigint                          -- sum of the sends log's Fee
+    fee bigint,                         -- sum of the sends log's Fee
+    sms_sdk_app_id varchar,
+    cost decimal(18, 6),                -- sum of marts.message_status.cost (null: no message priced)
+    currency varchar
 );
 
--- Conversions and replies per send day, country and template. A reply counts under the day (and
+-- Conversions and replies per send day, application, country and template. A reply counts under the day (and
 -- group) of the message it is attributed to, not the day it was received.
 create table if not exists marts.conversion_daily (
     day date not null,                  -- the messages' send_date (SMSLEDGER_TIMEZONE)
@@ -72,15 +80,17 @@ create table if not exists marts.conversion_daily (
     median_time_to_convert_s double,    -- converted_at - sent_at, over converted messages
     replies bigint not null,            -- replies attributed to the group's messages
     reply_rate double,                  -- replies / delivered
-    opt_outs bigint not null            -- of those replies, opt-outs
+    opt_outs bigint not null,           -- of those replies, opt-outs
+    sms_sdk_app_id varchar
 );
 
--- Failed messages per send day, country and failure description.
+-- Failed messages per send day, application, country and failure description.
 create table if not exists marts.failure_reasons_daily (
     day date not null,
     iso_code varchar,
     description varchar,
-    failed bigint not null
+    failed bigint not null,
+    sms_sdk_app_id varchar
 );
 
 -- The provider's SendStatusStatistics and CallbackStatusStatistics, one row per hour. The provider
@@ -101,11 +111,14 @@ create table if not exists marts.provider_statistics_hourly (
     shutdown_error_count bigint,
     blacklist_count bigint,
     frequency_limit_count bigint,
-    pulled_at timestamptz not null
+    pulled_at timestamptz not null,
+    sms_sdk_app_id varchar     -- one row per application and hour
 );
 
--- Our counts of a day beside the provider's statistics for the hours of that day, and the
--- differences (ours - provider; null when either side is unknown). One row per partition day.
+-- Our counts of a day and application beside that application's provider statistics for the
+-- hours of that day, and the differences (ours - provider; null when either side is unknown). One
+-- row per partition day and application (every application seen in the days built, and the first
+-- configured one).
 create table if not exists marts.reconciliation_daily (
     day date not null,
     has_sends_log boolean not null,     -- the day has sends-log messages
@@ -124,5 +137,20 @@ create table if not exists marts.reconciliation_daily (
     delivery_rate double,               -- ours: delivered sends-log messages / submitted
     provider_delivery_rate double,      -- CallbackSuccessCount / RequestSuccessCount: the app-level
                                         -- delivery rate that stands in without a sends log
-    provider_hours bigint not null      -- statistics hours of the day (0: none pulled)
+    provider_hours bigint not null,     -- statistics hours of the day (0: none pulled)
+    sms_sdk_app_id varchar     -- one row per day and application
+);
+
+-- Spend per send day, application, region, signature and template: the sends log's accepted
+-- messages, their fee (billable segments) and its cost by raw.prices (null without a price).
+create table if not exists marts.spend_daily (
+    day date not null,                  -- the messages' send_date (SMSLEDGER_TIMEZONE)
+    sms_sdk_app_id varchar,
+    iso_code varchar,
+    sign_name varchar,
+    template_id varchar,
+    messages bigint not null,           -- sends-log messages (SendSms Code "Ok")
+    fee bigint,                         -- sum of their Fee
+    cost decimal(18, 6),                -- sum of their cost (null: none priced)
+    currency varchar
 );

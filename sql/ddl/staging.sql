@@ -17,7 +17,7 @@ create table if not exists staging.sends (
     fee bigint,
     code varchar,
     message varchar,
-    sms_sdk_app_id varchar,
+    sms_sdk_app_id varchar,        -- the log's SmsSdkAppId; the first configured application's when it has none
     source_file varchar,
     source_row integer
 );
@@ -39,7 +39,8 @@ create table if not exists staging.receipts (
     receive_time_flag varchar,     -- why user_receive_time is null or was converted (zero, milliseconds, ...)
     session_context varchar,
     action varchar,
-    pulled_at timestamptz
+    pulled_at timestamptz,
+    sms_sdk_app_id varchar         -- the application whose queue (or push) gave the receipt
 );
 
 -- Distinct replies, by reply day.
@@ -57,7 +58,8 @@ create table if not exists staging.replies (
     reply_time timestamptz,
     reply_time_flag varchar,
     action varchar,
-    pulled_at timestamptz
+    pulled_at timestamptz,
+    sms_sdk_app_id varchar
 );
 
 -- Conversion events of the messages of a day (every event; the mart applies the attribution window).
@@ -67,7 +69,8 @@ create table if not exists staging.conversions (
     conversion_time timestamptz,
     conversion_time_flag varchar,
     source_file varchar,
-    source_row integer
+    source_row integer,
+    sms_sdk_app_id varchar         -- the application of the message converted
 );
 
 -- Every distinct phone number as the raw tables write it (PhoneNumber, CountryCode,

@@ -5,8 +5,13 @@
 -- order, so it never displaces one with a usable time. One exception follows from what a receipt
 -- means: a delivery is final (carriers report failures before a successful retry, never after a
 -- delivery), so a SUCCESS outranks every FAIL, whatever their times; its receive time and latency
--- stay unknown when its own time is unusable.
+-- stay unknown when its own time is unusable. A message is (sms_sdk_app_id, serial_no): receipts
+-- and conversions join their message within its application. Its cost is its fee times the unit
+-- price of raw.prices for its region (iso_code) and type (CN: mainland, else international) with
+-- the latest valid_from on or before its send_date; null without a fee or such a price.
 insert into marts.message_status (
+    cost, currency,
+    sms_sdk_app_id,
     send_date, serial_no, phone_e164, country_code, iso_code, sign_name, template_id, session_context,
     sent_at, fee, report_status, description, user_receive_time, latency_seconds, converted_at,
     receipts, in_sends_log
@@ -18,7 +23,7 @@ with logged as (
 ),
 ranked as (
     select *, row_number() over (
-        partition by serial_no
+        partition by sms_sdk_app_id, serial_no
         order by report_status = 'SUCCESS' desc nulls last, user_receive_time desc nulls last,
                  pulled_at desc, record_key desc
     ) as rank_newest
@@ -27,12 +32,13 @@ ranked as (
 ),
 final as (select * from ranked where rank_newest = 1),
 receipt_counts as (
-    select serial_no, count(*) as receipts
+    select sms_sdk_app_id, serial_no, count(*) as receipts
     from staging.receipts where send_date between $first_day and $last_day
-    group by serial_no
+    group by sms_sdk_app_id, serial_no
 ),
 messages as (
     select
+        coalesce(l.sms_sdk_app_id, f.sms_sdk_app_id) as sms_sdk_app_id,
         coalesce(l.send_date, f.send_date) as send_date,
         coalesce(l.serial_no, f.serial_no) as serial_no,
         coalesce(l.phone_e164, f.phone_e164) as phone_e164,
@@ -48,25 +54,35 @@ messages as (
         f.user_receive_time,
         l.serial_no is not null as in_sends_log
     from logged l
-    full outer join final f on f.serial_no = l.serial_no
+    full outer join final f on f.sms_sdk_app_id = l.sms_sdk_app_id and f.serial_no = l.serial_no
 ),
 converted as (
-    select m.serial_no, min(c.conversion_time) as converted_at
+    select m.sms_sdk_app_id, m.serial_no, min(c.conversion_time) as converted_at
     from messages m
     join staging.conversions c
-      on c.serial_no = m.serial_no and c.send_date between $first_day and $last_day
+      on c.sms_sdk_app_id = m.sms_sdk_app_id and c.serial_no = m.serial_no
+     and c.send_date between $first_day and $last_day
     where c.conversion_time >= coalesce(m.sent_at, m.user_receive_time)
       and c.conversion_time < coalesce(m.sent_at, m.user_receive_time) + to_days(cast($attribution_days as integer))
-    group by m.serial_no
+    group by m.sms_sdk_app_id, m.serial_no
+),
+priced as (
+    select m.*, p.unit_price, p.currency
+    from messages m
+    asof left join raw.prices p
+      on p.region = m.iso_code
+     and p.message_type = case when m.iso_code = 'CN' then 'mainland' else 'international' end
+     and m.send_date >= p.valid_from
 )
 select
-    m.send_date, m.serial_no, m.phone_e164, m.country_code, m.iso_code, m.sign_name, m.template_id,
+    cast(m.fee * m.unit_price as decimal(18, 6)), m.currency,
+    m.sms_sdk_app_id, m.send_date, m.serial_no, m.phone_e164, m.country_code, m.iso_code, m.sign_name, m.template_id,
     m.session_context, m.sent_at, m.fee, m.report_status, m.description, m.user_receive_time,
     case when m.report_status is not null
          then epoch(m.user_receive_time) - epoch(m.sent_at) end as latency_seconds,
     c.converted_at,
     coalesce(rc.receipts, 0) as receipts,
     m.in_sends_log
-from messages m
-left join converted c using (serial_no)
-left join receipt_counts rc using (serial_no)
+from priced m
+left join converted c using (sms_sdk_app_id, serial_no)
+left join receipt_counts rc using (sms_sdk_app_id, serial_no)

@@ -1,9 +1,10 @@
 -- Sends-log rows whose SendTime falls in [$start_s, $end_s) (seconds, or milliseconds: the forms
 -- near_window reads), and those near it that are later than $now_s (they may be too far in the
 -- future to be usable: polars decides, and counts them). The exact day is decided after
--- normalization; rows of the neighbouring days are not read.
+-- normalization; rows of the neighbouring days are not read. A row without SmsSdkAppId is the first
+-- configured application's ($first_app).
 select serial_no, phone_number, fee, session_context, code, message, iso_code, send_time,
-       sms_sdk_app_id, template_id, sign_name, source_file, source_row
+       coalesce(nullif(sms_sdk_app_id, ''), $first_app) as sms_sdk_app_id, template_id, sign_name, source_file, source_row
 from raw.sends
 where send_time between $start_s::bigint and $end_s::bigint - 1
    or send_time between $start_s::bigint * 1000 and $end_s::bigint * 1000 - 1

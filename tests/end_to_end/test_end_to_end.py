@@ -196,6 +196,15 @@ def test_delivery_metrics_match_the_ground_truth(pipeline):
     assert group["delivery_rate"] == pytest.approx(group["delivered"] / group["submitted"])
 
 
+def test_without_a_price_table_fee_counts_stay_and_cost_is_null(pipeline):
+    spend = pipeline.query("select sum(messages) messages, sum(fee) fee, count(cost) priced, count(currency) currencies "
+                           "from marts.spend_daily").row(0, named=True)
+    expected = pipeline.expected_messages()
+    assert (spend["messages"], spend["fee"]) == (expected.height, expected["fee"].sum())
+    assert (spend["priced"], spend["currencies"]) == (0, 0)
+    assert pipeline.query("select count(cost) n from marts.message_status")["n"][0] == 0
+
+
 def test_conversion_and_reply_metrics_match_the_ground_truth(pipeline):
     expected = pipeline.expected_messages()
     ours = pipeline.query("select day, sum(conversions) conversions, sum(delivered) delivered, sum(replies) replies, "

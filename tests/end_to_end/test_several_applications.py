@@ -6,6 +6,7 @@ table (SMSLEDGER_PRICES) loaded, or refused naming its line before anything is d
 the sends log reconciled with the provider's FeeCount per day and application."""
 
 import datetime as dt
+from decimal import Decimal
 
 import duckdb
 import pytest
@@ -99,12 +100,91 @@ def test_statistics_per_application_match_the_provider(synced):
     assert api_hours[0][4] != api_hours[1][4]  # two applications, two volumes
 
 
+def expected_delivery(sim, app, first, last):
+    """Per send day and country, one application's Ok messages of the days by their final receipt
+    due by the simulator clock (the latest): (submitted, delivered, failed, pending)."""
+    now = sim.state.now()
+    counts: dict[tuple, list[int]] = {}
+    for m in sim.state.truth_messages(sdk_app_id=app):
+        day = dt.datetime.fromtimestamp(m["send_time"], dt.UTC).date()
+        if m["code"] != "Ok" or not first <= day <= last:
+            continue
+        due = [r for r in m["receipts"] if r["user_receive_time"] <= now]
+        status = max(due, key=lambda r: r["user_receive_time"])["report_status"] if due else None
+        row = counts.setdefault((day, m["iso_code"]), [0, 0, 0, 0])
+        row[0] += 1
+        row[{"SUCCESS": 1, "FAIL": 2, None: 3}[status]] += 1
+    return {key: tuple(row) for key, row in counts.items()}
+
+
+def test_the_marts_are_per_application_and_match_the_truth(synced):
+    sim, settings, _, built, _ = synced
+    first, last = (END - dt.timedelta(days=DAYS)).date(), (END - dt.timedelta(days=1)).date()
+    for app in APPS:
+        ours = query(settings.warehouse, "select day, iso_code, sum(submitted), sum(delivered), sum(failed), sum(pending) "
+                                         "from marts.delivery_daily where sms_sdk_app_id = $app group by all", {"app": app})
+        truth = expected_delivery(sim, app, first, last)
+        assert truth and {(day, iso): tuple(int(v) for v in row) for day, iso, *row in ours} == truth
+    # a message, a day's group and a reply each belong to one application
+    assert query(settings.warehouse, "select distinct sms_sdk_app_id from marts.message_status order by 1") == [
+        (app,) for app in APPS]
+    assert query(settings.warehouse, "select count(*) from marts.message_status m join raw.send_status r "
+                                     "using (serial_no) where m.sms_sdk_app_id <> r.sms_sdk_app_id") == [(0,)]
+    assert query(settings.warehouse, "select count(*) from marts.replies r join marts.message_status m "
+                                     "using (sms_sdk_app_id, serial_no)") == query(
+        settings.warehouse, "select count(serial_no) from marts.replies")
+    # each application reconciled against its own statistics, exactly
+    recon = query(settings.warehouse, "select sms_sdk_app_id, count(*), sum(abs(submitted_diff) + abs(receipts_diff) "
+                                      "+ abs(delivered_diff) + abs(failed_diff)), sum(provider_hours) "
+                                      "from marts.reconciliation_daily group by 1 order by 1")
+    assert recon == [(app, DAYS, 0, 24 * DAYS) for app in APPS]
+    assert query(settings.warehouse, "select sms_sdk_app_id, count(*) from marts.provider_statistics_hourly "
+                                     "group by 1 order by 1") == [(app, 24 * DAYS) for app in APPS]
+    assert not [line for line in built.errors + built.warnings if "matches_provider_statistics" in line]
+
+
 def test_the_price_table_is_loaded(synced):
     _, settings, _, _, _ = synced
     assert query(settings.warehouse, "select region, message_type, unit_price::varchar, currency, valid_from::varchar "
                                      "from raw.prices order by all") == [
         ("CN", "mainland", "0.040000", "CNY", "2026-11-19"), ("CN", "mainland", "0.045000", "CNY", "2026-01-01"),
         ("ID", "international", "0.350000", "CNY", "2026-01-01")]
+
+
+# The unit prices of PRICES by region and send day, worked out by hand: CN's changes on 2026-11-19.
+HAND_PRICES = {("CN", dt.date(2026, 11, 18)): Decimal("0.045"), ("CN", dt.date(2026, 11, 19)): Decimal("0.04"),
+               ("ID", dt.date(2026, 11, 18)): Decimal("0.35"), ("ID", dt.date(2026, 11, 19)): Decimal("0.35")}
+
+
+def test_spend_per_application_is_fee_times_the_price_of_the_day(synced):
+    sim, settings, _, _, _ = synced
+    first, last = (END - dt.timedelta(days=DAYS)).date(), (END - dt.timedelta(days=1)).date()
+    priced = 0
+    for app in APPS:
+        expected: dict[tuple, list] = {}
+        for m in sim.state.truth_messages(sdk_app_id=app):
+            day = dt.datetime.fromtimestamp(m["send_time"], dt.UTC).date()
+            if m["code"] == "Ok" and first <= day <= last:
+                row = expected.setdefault((day, m["iso_code"]), [0, 0])
+                row[0] += 1
+                row[1] += m["fee"]
+        expected = {(day, iso): (n, fee, None if (iso, day) not in HAND_PRICES else fee * HAND_PRICES[iso, day],
+                                 "CNY" if (iso, day) in HAND_PRICES else None)
+                    for (day, iso), (n, fee) in expected.items()}
+        spend = query(settings.warehouse, "select day, iso_code, sum(messages)::bigint, sum(fee)::bigint, sum(cost), "
+                                          "min(currency) from marts.spend_daily where sms_sdk_app_id = $app group by all",
+                      {"app": app})
+        assert {(day, iso): tuple(row) for day, iso, *row in spend} == expected
+        delivery = query(settings.warehouse, "select day, iso_code, sum(fee)::bigint, sum(cost) from marts.delivery_daily "
+                                             "where sms_sdk_app_id = $app and submitted is not null group by all",
+                         {"app": app})
+        assert {(day, iso): (fee, cost) for day, iso, fee, cost in delivery} == {
+            key: (fee, cost) for key, (_, fee, cost, _) in expected.items()}
+        priced += sum(1 for _, _, cost, _ in expected.values() if cost)
+    assert priced >= 2 * len(APPS)  # CN and ID, both days
+    # a message without a price row (another region) or without a fee (not in the sends log) costs null
+    assert query(settings.warehouse, "select count(*) from marts.message_status where cost is not null "
+                                     "and (iso_code not in ('CN', 'ID') or fee is null)") == [(0,)]
 
 
 def test_fee_is_reconciled_with_the_provider_per_day_and_application(synced):

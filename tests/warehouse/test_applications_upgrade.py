@@ -31,6 +31,10 @@ OLD_COMMIT = "5140977"  # main before several applications
 APPS = ("1400000000", "1400000111")
 END = 1_795_000_000.0
 NAMING = ("raw.batches", "raw.send_status", "raw.reply_status", "raw.statistics_hourly", "raw.gap_fill_searches")
+# Staging and mart tables that name their application since the marts are grouped by it.
+NAMING_LATER = ("staging.receipts", "staging.replies", "marts.message_status", "marts.replies", "marts.delivery_daily",
+                "marts.conversion_daily", "marts.failure_reasons_daily", "marts.provider_statistics_hourly",
+                "marts.reconciliation_daily")
 
 OLD_SCRIPT = textwrap.dedent("""
     import datetime as dt, sys, zoneinfo
@@ -58,6 +62,17 @@ OLD_SCRIPT = textwrap.dedent("""
         load_spool(con, spool)
         store_statistics(con, fetch_statistics(client, day).frame)
         plan_gap_fill(con, now=int(%(end)r))
+        # staging and marts of those days, as that version builds them
+        from pipelines.warehouse.marts import MARTS, rebuild
+        from pipelines.warehouse.staging import build_messages, build_replies
+        days = DayRange(dt.date(2026, 11, 17), dt.date(2026, 11, 19), zoneinfo.ZoneInfo("UTC"))
+        build_messages(con, days)
+        build_replies(con, days)
+        params = {"marts.message_status": {"attribution_days": 7},
+                  "marts.replies": {"attribution_hours": 72, "opt_out_words": ["td"]},
+                  "marts.provider_statistics_hourly": {"timezone": "UTC"}}
+        for table in MARTS:
+            rebuild(con, table, days, **params.get(table, {}))
     # one response spooled and not loaded yet, named as that version names them
     drain_queue(client, spool, A.PULL_SEND_STATUS, workers=1)
 """) % {"end": END}
@@ -76,7 +91,7 @@ def old_code(tmp_path_factory):
 
 
 def counts(con):
-    return {table: con.execute(f"select count(*) from {table}").fetchone()[0] for table in NAMING}
+    return {table: con.execute(f"select count(*) from {table}").fetchone()[0] for table in NAMING + NAMING_LATER}
 
 
 def test_a_warehouse_of_one_application_takes_a_second(tmp_path, old_code):
@@ -90,8 +105,8 @@ def test_a_warehouse_of_one_application_takes_a_second(tmp_path, old_code):
         assert [f.sdk_app_id for f in Spool(spool_dir).pending()] == [None]  # the old name: no application
         old = subprocess.run([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
                               "print([con.execute(f'select count(*) from {t}').fetchone()[0] for t in sys.argv[2:]])",
-                              str(warehouse), *NAMING], capture_output=True, text=True, check=True)
-        before = dict(zip(NAMING, eval(old.stdout)))
+                              str(warehouse), *NAMING, *NAMING_LATER], capture_output=True, text=True, check=True)
+        before = dict(zip(NAMING + NAMING_LATER, eval(old.stdout)))
         assert all(before.values()), before
 
         # The upgrade, killed (SIGKILL) before DuckDB checkpoints it: the file opens, upgraded.
@@ -108,8 +123,11 @@ def test_a_warehouse_of_one_application_takes_a_second(tmp_path, old_code):
 
         with open_warehouse(warehouse, sdk_app_id=APPS[0]) as con:
             assert counts(con) == before
-            for table in NAMING:
+            for table in NAMING + NAMING_LATER:
                 assert con.execute(f"select distinct sms_sdk_app_id from {table}").fetchall() == [(APPS[0],)], table
+            # a column added with a default keeps none: a row written later must say its application
+            assert con.execute("select count(*) from duckdb_columns() where column_name = 'sms_sdk_app_id' "
+                               "and column_default is not null").fetchone() == (0,)
             # the hour is no longer the key of the statistics: the second application's hour goes beside
             assert con.execute("select count(*) from duckdb_constraints() where schema_name = 'raw' "
                                "and table_name = 'statistics_hourly' and constraint_type = 'PRIMARY KEY'").fetchone() == (0,)

@@ -25,8 +25,8 @@ def add_day(con, day, delivered=9, failed=1, provider=None, statistics=True):
     for i in range(delivered + failed):
         con.execute(
             "insert into marts.message_status (send_date, serial_no, iso_code, sign_name, template_id, sent_at, fee, "
-            "report_status, user_receive_time, latency_seconds, receipts, in_sends_log) "
-            "values ($day, $serial, 'CN', 'Acme', '100', $sent, 1, $status, $received, 5, 1, true)",
+            "report_status, user_receive_time, latency_seconds, receipts, in_sends_log, sms_sdk_app_id) "
+            "values ($day, $serial, 'CN', 'Acme', '100', $sent, 1, $status, $received, 5, 1, true, '1400000000')",
             {"day": day, "serial": f"{day}-{i}", "sent": sent, "received": sent + dt.timedelta(seconds=5),
              "status": "SUCCESS" if i < delivered else "FAIL"},
         )
@@ -35,8 +35,8 @@ def add_day(con, day, delivered=9, failed=1, provider=None, statistics=True):
     requested, callbacks, succeeded, fails = provider or (delivered + failed, delivered + failed, delivered, failed)
     con.execute(
         "insert into raw.statistics_hourly (provider_hour, hour, request_success_count, callback_count, "
-        "callback_success_count, callback_fail_count, pulled_at) "
-        "values ($ph, $hour, $requested, $callbacks, $succeeded, $fails, $hour)",
+        "callback_success_count, callback_fail_count, pulled_at, sms_sdk_app_id) "
+        "values ($ph, $hour, $requested, $callbacks, $succeeded, $fails, $hour, '1400000000')",
         {"ph": f"{day:%Y%m%d}17", "hour": sent, "requested": requested, "callbacks": callbacks,
          "succeeded": succeeded, "fails": fails},
     )
@@ -167,7 +167,7 @@ def test_repeated_keys_and_unknown_statuses_fail_and_duplicated_messages_block_t
 
     serials = evaluations[C.ONE_ROW_PER_SERIAL_NO]
     assert (serials.passed, serials.severity) == (False, dg.AssetCheckSeverity.ERROR)
-    assert serials.metadata["duplicated_keys"].value == [{"serial_no": "2026-01-05-3", "rows": 2}]
+    assert serials.metadata["duplicated_keys"].value == [{"sms_sdk_app_id": "1400000000", "serial_no": "2026-01-05-3", "rows": 2}]
     assert not evaluations[C.ONE_ROW_PER_REPLY].passed
     statuses = evaluations[C.ALLOWED_REPORT_STATUS]
     assert not statuses.passed
@@ -185,4 +185,4 @@ def test_delivery_daily_uniqueness_treats_null_keys_as_equal(warehouse):
     groups = evaluations[C.ONE_ROW_PER_GROUP]
     assert not groups.passed
     assert groups.metadata["duplicated_keys"].value == [
-        {"day": "2026-02-01", "iso_code": "CN", "sign_name": None, "template_id": None, "rows": 2}]
+        {"sms_sdk_app_id": None, "day": "2026-02-01", "iso_code": "CN", "sign_name": None, "template_id": None, "rows": 2}]

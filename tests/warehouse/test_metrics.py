@@ -15,7 +15,10 @@ NOON = dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC)
 
 MESSAGE_COLUMNS = ("send_date", "serial_no", "iso_code", "sign_name", "template_id", "sent_at", "fee",
                    "report_status", "description", "user_receive_time", "latency_seconds", "converted_at",
-                   "receipts", "in_sends_log")
+                   "receipts", "in_sends_log", "sms_sdk_app_id")
+
+
+APP = "1400000000"  # the first (and only) application
 
 
 def message(serial, day=D1, iso="CN", sign="Acme", template="100", status=None, latency=None,
@@ -33,7 +36,7 @@ def message(serial, day=D1, iso="CN", sign="Acme", template="100", status=None, 
         "user_receive_time": received,
         "latency_seconds": float(latency) if status is not None and logged and latency is not None else None,
         "converted_at": sent + dt.timedelta(seconds=converted_after) if converted_after is not None else None,
-        "receipts": 0 if status is None else 1, "in_sends_log": logged,
+        "receipts": 0 if status is None else 1, "in_sends_log": logged, "sms_sdk_app_id": APP,
     }
 
 
@@ -54,13 +57,14 @@ MESSAGES = [
     message("a5", day=D2, status="SUCCESS", latency=40),
 ]
 
-REPLY_COLUMNS = ("reply_date", "phone_e164", "reply_content", "reply_time", "serial_no", "is_opt_out", "record_key")
+REPLY_COLUMNS = ("reply_date", "phone_e164", "reply_content", "reply_time", "serial_no", "is_opt_out", "record_key",
+                 "sms_sdk_app_id")
 
 
 def reply(key, serial, day, opt_out=False):
     return {"reply_date": day, "phone_e164": "+8613800000000", "reply_content": "TD" if opt_out else "ok",
             "reply_time": dt.datetime.combine(day, dt.time(18), dt.UTC), "serial_no": serial,
-            "is_opt_out": opt_out, "record_key": key}
+            "is_opt_out": opt_out, "record_key": key, "sms_sdk_app_id": APP}
 
 
 REPLIES = [
@@ -94,11 +98,11 @@ def insert_stats(con, rows):
             "insert into raw.statistics_hourly (provider_hour, hour, fee_count, request_count, request_success_count, "
             "callback_count, callback_success_count, callback_fail_count, callback_request_success_count, "
             "internal_error_count, invalid_number_count, shutdown_error_count, blacklist_count, frequency_limit_count, "
-            "pulled_at) values ($provider_hour, $hour, $requested, $requested, $requested, $callbacks, $succeeded, "
-            "$failed, $requested, 0, 0, 0, $failed, 0, $hour)",
+            "pulled_at, sms_sdk_app_id) values ($provider_hour, $hour, $requested, $requested, $requested, $callbacks, "
+            "$succeeded, $failed, $requested, 0, 0, 0, $failed, 0, $hour, $app)",
             {"provider_hour": row["provider_hour"], "hour": row["hour"], "requested": row["request_success_count"],
              "callbacks": row["callback_count"], "succeeded": row["callback_success_count"],
-             "failed": row["callback_fail_count"]},
+             "failed": row["callback_fail_count"], "app": APP},
         )
 
 

@@ -18,7 +18,8 @@ def receipts(con, serial, *rows):
     for i, (status, offset) in enumerate(rows):
         con.execute(
             "insert into staging.receipts (send_date, serial_no, record_key, report_status, description, "
-            "user_receive_time, receive_time_flag, pulled_at) values ($day, $serial, $key, $status, $desc, $t, $flag, $p)",
+            "user_receive_time, receive_time_flag, pulled_at, sms_sdk_app_id) "
+            "values ($day, $serial, $key, $status, $desc, $t, $flag, $p, '1400000000')",
             {"day": DAY, "serial": serial, "key": f"{serial}|{i}", "status": status,
              "desc": "DELIVRD" if status == "SUCCESS" else "UNDELIV",
              "t": None if offset is None else T + dt.timedelta(seconds=offset),

@@ -43,6 +43,21 @@ _NUMBERS = {
 }
 
 
+# staging.phone_numbers keeps each number's normalized form, to normalize it once: an entry no row
+# of raw or staging still names is a number nothing needs any more, so it goes with the others.
+_UNUSED_NORMALIZED_NUMBERS = """
+delete from staging.phone_numbers
+where coalesce(phone_number not in (select phone_number from (
+          select phone_number from raw.send_status union all select phone_number from raw.reply_status
+          union all select phone_number from raw.sends union all select phone_number from staging.sends
+          union all select phone_number from staging.receipts union all select phone_number from staging.replies)
+        where phone_number is not null), true)
+  and coalesce(subscriber_number not in (select subscriber_number from (
+          select subscriber_number from raw.send_status union all select subscriber_number from raw.reply_status)
+        where subscriber_number is not null), true)
+"""
+
+
 @dataclasses.dataclass
 class PurgeReport:
     numbers_before: dt.datetime | None
@@ -79,6 +94,7 @@ def _purge_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: 
         nulls = ", ".join(f"{column} = null" for column in columns)
         report.rows[table] = _changed(con, f"update {table} set {nulls} where {age} < $cutoff and ({held})", at)
     _purge_reply_numbers(con, report, cutoff)
+    report.rows["staging.phone_numbers"] = _changed(con, _UNUSED_NORMALIZED_NUMBERS)
     report.gap_fill_calls_deleted = _changed(con, "delete from raw.gap_fill_calls where called_at < $cutoff", at)
     report.quarantine_payloads = _changed(
         con, "update raw.quarantine set payload = null where quarantined_at < $cutoff and payload is not null", at)

@@ -65,16 +65,38 @@ class FetchedStatistics:
     problems: list[str]
 
 
+_SETTLED_HOURS = """
+with pulled as (
+    select hour, pulled_at from raw.statistics_hourly
+    where hour >= $start and hour < $end and sms_sdk_app_id = $app and pulled_at >= hour + $settle
+),
+since_pulled as (  -- receipts pulled (or pushed) after the oldest of those pulls
+    select serial_no, pulled_at from raw.send_status
+    where sms_sdk_app_id = $app and pulled_at > (select min(pulled_at) from pulled)
+),
+moved as (  -- the hours (of send time, as the provider counts them) those receipts belong to
+    select to_timestamp(floor(epoch(s.sent_at) / 3600) * 3600) as hour, max(r.pulled_at) as last_receipt
+    from since_pulled r join staging.sends s on s.serial_no = r.serial_no and s.sms_sdk_app_id = $app
+    where s.send_date between $first_day and $last_day
+    group by all
+)
+select p.hour from pulled p left join moved m on m.hour = p.hour
+where m.last_receipt is null or m.last_receipt <= p.pulled_at
+"""
+
+
 def settled_hours(con: duckdb.DuckDBPyConnection, days: DayRange, settle: dt.timedelta,
                   sdk_app_id: str) -> set[dt.datetime]:
-    """Hours of the days whose statistics of the application were pulled once they had settled
-    (`settle` after the hour, when no late receipt changes them any more): asking again would give
-    the same counts."""
-    rows = con.execute(
-        "select hour from raw.statistics_hourly where hour >= $start and hour < $end and pulled_at >= hour + $settle "
-        "and sms_sdk_app_id = $app",
-        {**days.instants(), "settle": settle, "app": sdk_app_id},
-    ).fetchall()
+    """Hours of the days whose statistics of the application need not be asked again: pulled once
+    they had settled (`settle` after the hour, when late receipts are not expected any more), and no
+    receipt of a message sent in the hour has reached us since that pull.
+
+    The second rule is what keeps the counts true when a receipt comes later than expected (or the
+    provider's clock is not ours, as with a simulator whose clock stands in the past): our receipt
+    counts for the hour move, so the provider's must be asked again. It costs one re-pull of the
+    hours that did move, and reads only the receipts pulled since the oldest of the days' pulls and
+    the days' sends."""
+    rows = con.execute(_SETTLED_HOURS, {**days.instants(), **days.dates(), "settle": settle, "app": sdk_app_id}).fetchall()
     return {hour for (hour,) in rows}
 
 

@@ -215,3 +215,15 @@ def expected_delivery(sim: Simulator, app: str, first: dt.date, last: dt.date) -
         row[0] += 1
         row[{"SUCCESS": 1, "FAIL": 2, None: 3}[status]] += 1
     return {key: tuple(row) for key, row in counts.items()}
+
+
+def query(path: Path, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    """The rows of one statement on a warehouse file, read-only, times in UTC."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("set time zone 'UTC'")
+        return con.execute(sql, params or {}).fetchall()
+    finally:
+        con.close()

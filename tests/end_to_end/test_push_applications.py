@@ -11,11 +11,10 @@ the receiver does not serve is refused, storing nothing."""
 import dataclasses
 import datetime as dt
 
-import duckdb
 import httpx
 import orjson
 import pytest
-from support import expected_delivery, pipeline_settings, start, wait_for_pushes
+from support import expected_delivery, pipeline_settings, query, start, wait_for_pushes
 
 from pipelines.app.demo import DEMO_RATE_SCALE
 from pipelines.app.receive import Receiver
@@ -41,15 +40,6 @@ class Pushed:
     pushes: list[dict]
     also_queued: bool
     errors: list[str]
-
-
-def query(path, sql, params=None):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        con.execute("set time zone 'UTC'")
-        return con.execute(sql, params or {}).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["pushed-also-queued", "pushes-take-the-records"])

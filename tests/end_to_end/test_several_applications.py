@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import duckdb
 import pytest
-from support import expected_delivery, pipeline_settings, smsledger, start
+from support import expected_delivery, pipeline_settings, query, smsledger, start
 
 from pipelines.app.demo import DEMO_RATE_SCALE
 from pipelines.app.runner import run_days, run_drain
@@ -22,15 +22,6 @@ END = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 DAYS = 2
 PRICES = ("region,message_type,unit_price,currency,valid_from\n"
           "CN,mainland,0.045,CNY,2026-01-01\nCN,mainland,0.04,CNY,2026-11-19\nID,international,0.35,CNY,2026-01-01\n")
-
-
-def query(path, sql, params=None):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        con.execute("set time zone 'UTC'")
-        return con.execute(sql, params or {}).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

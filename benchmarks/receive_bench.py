@@ -1,6 +1,6 @@
 """Pushes and records per second that `smsledger receive` acknowledges on loopback:
 
-    python -m benchmarks.receive_bench [--seconds 8] [--spool-dir DIR] [--runs 1]
+    python -m benchmarks.receive_bench [--seconds 8] [--spool-dir DIR] [--runs 1] [--sdk-app-ids A,B]
 
 For each case (records per push x concurrent connections) a fresh receiver is started as the real
 command in a child process, with its spool in a new folder (under --spool-dir, default the system
@@ -9,7 +9,9 @@ One asyncio client in this process keeps its connections busy with the same stat
 alive, raw sockets: the client's cost stays small next to the receiver's) for --seconds, and
 counts the 200 answers. Reported per case: acknowledged pushes/s and records/s, the receiver's CPU
 seconds (user + system, from /proc) and per 1,000 pushes, the client's CPU seconds, and the files
-found in the spool afterwards (must equal the acknowledged pushes).
+found in the spool afterwards (must equal the acknowledged pushes). With --sdk-app-ids the receiver
+serves those applications and the pushes go to the first one's URL (`/status/<SmsSdkAppId>`);
+without, to the one application's `/status`.
 """
 
 from __future__ import annotations
@@ -80,14 +82,16 @@ async def _storm(port: int, request: bytes, connections: int, seconds: float) ->
     return counts[0], counts[1]
 
 
-def run_case(records: int, connections: int, seconds: float, spool_root: Path) -> dict:
+def run_case(records: int, connections: int, seconds: float, spool_root: Path, sdk_app_ids: str = "") -> dict:
     body = _status_push(records)
-    request = (f"POST /callbacks/{TOKEN}/status HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    path = f"/status/{sdk_app_ids.split(',')[0]}" if sdk_app_ids else "/status"
+    request = (f"POST /callbacks/{TOKEN}{path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     spool_dir = Path(tempfile.mkdtemp(prefix="receive-bench-", dir=spool_root))
     port = _free_port()
     env = {**os.environ, "SMSLEDGER_CALLBACK_TOKEN": TOKEN, "SMSLEDGER_SPOOL_DIR": str(spool_dir),
-           "SMSLEDGER_CALLBACK_MAX_CONNECTIONS": str(max(256, connections * 2))}
+           "SMSLEDGER_CALLBACK_MAX_CONNECTIONS": str(max(256, connections * 2)),
+           **({"SMSLEDGER_SDK_APP_ID": sdk_app_ids} if sdk_app_ids else {})}
     receiver = subprocess.Popen([sys.executable, "-m", "pipelines.app.cli", "receive", "--port", str(port)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -128,11 +132,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--spool-dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--sdk-app-ids", default="", help="the receiver's applications; pushes to the first one's URL")
     ns = parser.parse_args()
     ns.spool_dir.mkdir(parents=True, exist_ok=True)
     print(f"spool on {_filesystem(ns.spool_dir)}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     for records, connections in CASES:
-        results = [run_case(records, connections, ns.seconds, ns.spool_dir) for _ in range(ns.runs)]
+        results = [run_case(records, connections, ns.seconds, ns.spool_dir, ns.sdk_app_ids) for _ in range(ns.runs)]
         for r in results:
             assert r["spooled_files"] == r["acknowledged"], r
         median = {k: statistics.median(r[k] for r in results) for k in results[0]}

@@ -184,3 +184,46 @@ class Running:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+
+def wait_for_pushes(sim: Simulator, timeout: float = 60) -> list[dict]:
+    """Every push of a simulator answered (acknowledged or given up): with a frozen clock all fall
+    due at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pushes = list(sim.state.truth_pushes())
+        if pushes and all(p["acknowledged"] or len(p["attempts"]) >= 3 for p in pushes):
+            time.sleep(0.5)
+            if len(list(sim.state.truth_pushes())) == len(pushes):
+                return pushes
+        time.sleep(0.2)
+    raise AssertionError("the simulator's pushes did not settle")
+
+
+def expected_delivery(sim: Simulator, app: str, first: dt.date, last: dt.date) -> dict[tuple, tuple[int, ...]]:
+    """Per send day (UTC) and country, one application's Ok messages of the days by their final
+    receipt due by the simulator clock (the latest): (submitted, delivered, failed, pending)."""
+    now = sim.state.now()
+    counts: dict[tuple, list[int]] = {}
+    for m in sim.state.truth_messages(sdk_app_id=app):
+        day = dt.datetime.fromtimestamp(m["send_time"], dt.UTC).date()
+        if m["code"] != "Ok" or not first <= day <= last:
+            continue
+        due = [r for r in m["receipts"] if r["user_receive_time"] <= now]
+        status = max(due, key=lambda r: r["user_receive_time"])["report_status"] if due else None
+        row = counts.setdefault((day, m["iso_code"]), [0, 0, 0, 0])
+        row[0] += 1
+        row[{"SUCCESS": 1, "FAIL": 2, None: 3}[status]] += 1
+    return {key: tuple(row) for key, row in counts.items()}
+
+
+def query(path: Path, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    """The rows of one statement on a warehouse file, read-only, times in UTC."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("set time zone 'UTC'")
+        return con.execute(sql, params or {}).fetchall()
+    finally:
+        con.close()

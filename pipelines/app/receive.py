@@ -6,8 +6,18 @@ only after its raw body is in the spool (`Spool.write`: temp file, fsync, rename
 folder), exactly like a queue pull, under its own action name; the loader maps it later
 (`pipelines.ingest.callbacks`). A push that cannot be stored gets 503, so that it is retried.
 
-    POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/status   delivery-status pushes (a JSON array)
-    POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/reply    reply pushes (a JSON object)
+    POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/status/<SmsSdkAppId>   delivery-status pushes (a JSON array)
+    POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/status                 the same, with one application only
+    POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/reply                  reply pushes (a JSON object)
+
+A status push does not say its application, and its URL is set per application in the console:
+so the URL says it, and the push is spooled under that application (its file name carries it, as
+a pull's does). An application not in SMSLEDGER_SDK_APP_ID gets 404 naming it. The bare `/status`
+is the one application's when there is one; with several it is refused (404 naming the fix),
+since filing one application's receipts under another would be silently wrong. The reply URL is
+one per account and a reply push does not say its application either: with one application it is
+that one's; with several it is spooled without one, and staging and the marts attribute it to the
+application whose message it answers (`pipelines.warehouse.staging.build_replies`).
 
 Pushes are not signed, so the token in the path is the secret that tells Tencent from anybody
 else, with an optional allowlist of source networks (`SMSLEDGER_CALLBACK_ALLOW`). Refusals:
@@ -29,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hmac
 import http
 import ipaddress
@@ -41,6 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import h11
+import orjson
 
 from pipelines.config import ConfigError, IPNetwork, Settings
 from pipelines.ingest import callbacks
@@ -50,7 +62,6 @@ log = logging.getLogger("smsledger.receive")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-ROUTES = {b"status": callbacks.STATUS, b"reply": callbacks.REPLY}
 _PREFIX = b"/callbacks/"
 _MAX_HEAD = 16 * 1024  # request line and headers; beyond it, 431
 _READ_SIZE = 64 * 1024
@@ -66,11 +77,42 @@ class Counters:
 
 
 class _Refusal(Exception):
-    """A request answered with an error status and the connection closed; `reason` is logged."""
+    """A request answered with an error status and the connection closed; `reason` is logged.
+    `answer` is said to the client too (only to one that knew the token: a guess learns nothing)."""
 
-    def __init__(self, status: int, reason: str, headers: Sequence[tuple[bytes, bytes]] = ()):
+    def __init__(self, status: int, reason: str, headers: Sequence[tuple[bytes, bytes]] = (), *,
+                 answer: str | None = None):
         super().__init__(reason)
-        self.status, self.reason, self.headers = status, reason, list(headers)
+        self.status, self.reason, self.headers, self.answer = status, reason, list(headers), answer
+
+
+def route(target: bytes, token: bytes, sdk_app_ids: Sequence[str]) -> tuple[str, str | None]:
+    """The callback action and application of a request target (query ignored), or _Refusal 404.
+    The token is compared in constant time whatever the rest of the path; only a request that
+    knew it is told why its path is refused."""
+    path = target.split(b"?", 1)[0]
+    rest = path.removeprefix(_PREFIX)
+    given, _, route_path = rest.partition(b"/")
+    if not (hmac.compare_digest(given, token) and path.startswith(_PREFIX)):
+        raise _Refusal(404, "unknown path (a wrong or missing token?)")
+    kind, _, application = route_path.partition(b"/")
+    if route_path == b"reply":
+        # one reply URL per account, and the push names no application: with one configured it is
+        # that one's; with several, staging and the marts attribute it (callbacks.UNSAID_APPLICATION)
+        return callbacks.REPLY, sdk_app_ids[0] if len(sdk_app_ids) == 1 else None
+    if kind != b"status" or (route_path != b"status" and not application.isdigit()):
+        raise _Refusal(404, "unknown path (expected /status/<SmsSdkAppId> or /reply after the token)")
+    if route_path == b"status":
+        if len(sdk_app_ids) == 1:
+            return callbacks.STATUS, sdk_app_ids[0]
+        reason = (f"/status without an application, with several in SMSLEDGER_SDK_APP_ID: set each application's "
+                  f"status callback URL to .../status/<SmsSdkAppId> ({', '.join(sdk_app_ids)})")
+        raise _Refusal(404, reason, answer=reason)
+    sdk_app_id = application.decode("ascii")
+    if sdk_app_id not in sdk_app_ids:
+        reason = f"application {sdk_app_id} is not in SMSLEDGER_SDK_APP_ID ({', '.join(sdk_app_ids)})"
+        raise _Refusal(404, reason, answer=reason)
+    return callbacks.STATUS, sdk_app_id
 
 
 class _ScrubToken(logging.Filter):
@@ -133,6 +175,7 @@ class CallbackService:
             raise ConfigError("set SMSLEDGER_CALLBACK_TOKEN (the secret path segment of the callback URLs, "
                               "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; see .env.example)")
         self._token = settings.callback_token.encode()
+        self.sdk_app_ids = settings.sdk_app_ids
         self.allow = settings.callback_allow
         self.trusted_proxies = settings.callback_trusted_proxies
         self.max_body = settings.callback_max_body_bytes
@@ -216,7 +259,7 @@ class CallbackService:
                         client = client_address(peer, request.headers, self.trusted_proxies)
                         if client != peer:
                             who = f"{client or 'an unnamed client'} via proxy {peer}"
-                        action = self._admit(request, client)
+                        action, sdk_app_id = self._admit(request, client)
                         if conn.client_is_waiting_for_100_continue:
                             writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
                         body = await self._body(conn, reader)
@@ -227,8 +270,8 @@ class CallbackService:
             except _Refusal as refusal:
                 self.counters.refused += 1
                 log.warning("refused a request from %s: %s; answered %d", who, refusal.reason, refusal.status)
-                await self._answer(conn, writer, refusal.status, _error(refusal.status), refusal.headers, close=True,
-                                   head=head)
+                await self._answer(conn, writer, refusal.status, _error(refusal.status, refusal.answer),
+                                   refusal.headers, close=True, head=head)
                 return
             except h11.RemoteProtocolError as exc:
                 self.counters.refused += 1
@@ -241,7 +284,7 @@ class CallbackService:
             if body is None:
                 log.warning("a push from %s was cut off before its body was whole; nothing stored", who)
                 return
-            if not await self._store(conn, writer, who, action, body):
+            if not await self._store(conn, writer, who, action, sdk_app_id, body):
                 return
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # the client asked to close, or we are stopping
@@ -257,24 +300,18 @@ class CallbackService:
                 self._connections[task] = True  # a request has begun: a graceful stop waits for it
             conn.receive_data(data)
 
-    def _admit(self, request: h11.Request, client: IPAddress | None) -> str:
-        """The action to spool the request's body under, or _Refusal."""
+    def _admit(self, request: h11.Request, client: IPAddress | None) -> tuple[str, str | None]:
+        """The action and application to spool the request's body under, or _Refusal."""
         if self.allow and (client is None or not _within(client, self.allow)):
             raise _Refusal(403, "source not in SMSLEDGER_CALLBACK_ALLOW")
-        path = request.target.split(b"?", 1)[0]
-        token, _, kind = path.removeprefix(_PREFIX).partition(b"/")
-        # the token is compared whatever the rest of the path, in constant time
-        token_ok = hmac.compare_digest(token, self._token) and path.startswith(_PREFIX)
-        action = ROUTES.get(kind) if token_ok else None
-        if action is None:
-            raise _Refusal(404, "unknown path (a wrong or missing token?)")
+        action, sdk_app_id = route(request.target, self._token, self.sdk_app_ids)
         if request.method != b"POST":
             raise _Refusal(405, f"method {request.method.decode('latin-1')} (only POST)", [(b"allow", b"POST")])
         for name, value in request.headers:
             if name == b"content-length" and int(value) > self.max_body:
                 raise _Refusal(413, f"a body of {int(value)} bytes (SMSLEDGER_CALLBACK_MAX_BODY_BYTES="
                                     f"{self.max_body})")
-        return action
+        return action, sdk_app_id
 
     async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> bytes | None:
         """The whole body, or None when the client closed before it was whole."""
@@ -292,11 +329,12 @@ class CallbackService:
                 return None
 
     async def _store(self, conn: h11.Connection, writer: asyncio.StreamWriter, who: str, action: str,
-                     body: bytes) -> bool:
+                     sdk_app_id: str | None, body: bytes) -> bool:
         """Spool the body, then acknowledge it; whether the connection may serve another request."""
         kind = "status" if action == callbacks.STATUS else "reply"
+        write = functools.partial(self.spool.write, action, body, sdk_app_id=sdk_app_id)
         try:
-            spooled = await asyncio.get_running_loop().run_in_executor(self._writers, self.spool.write, action, body)
+            spooled = await asyncio.get_running_loop().run_in_executor(self._writers, write)
         except Exception as exc:
             self.counters.failed += 1
             log.error("could not store a %s push from %s (%s: %s); answered 503 so that Tencent retries it",
@@ -335,8 +373,10 @@ def _phrase(status: int) -> bytes:
     return http.HTTPStatus(status).phrase.encode()
 
 
-def _error(status: int) -> bytes:
+def _error(status: int, answer: str | None = None) -> bytes:
     """A refusal's body, in the shape of the acknowledgement with a non-zero result."""
+    if answer is not None:
+        return orjson.dumps({"result": 1, "errmsg": answer})
     return b'{"result":1,"errmsg":"%s"}' % _phrase(status)
 
 
@@ -436,9 +476,13 @@ async def _serve(service: CallbackService, host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     allow = ",".join(map(str, service.allow)) or "any source"
 
+    status_paths = ", ".join(f"/status/{app}" for app in service.sdk_app_ids)
+    if len(service.sdk_app_ids) == 1:
+        status_paths += " (or /status)"
+
     def listening(bound: int) -> None:
-        log.info("listening on %s:%d for POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>/status and /reply; spool %s; "
-                 "allowed: %s", host, bound, service.spool.root, allow)
+        log.info("listening on %s:%d for POST /callbacks/<SMSLEDGER_CALLBACK_TOKEN>%s and /reply; spool %s; "
+                 "allowed: %s", host, bound, status_paths, service.spool.root, allow)
 
     await _run(service, host, port, stop, listening)
     c = service.counters

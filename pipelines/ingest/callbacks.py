@@ -33,6 +33,12 @@ REPLY = "CallbackSmsReply"
 ACTIONS = (STATUS, REPLY)
 TABLES = {STATUS: "raw.send_status", REPLY: "raw.reply_status"}
 
+# A reply push says no application (its URL is one per account, its body names none). A receiver
+# serving one application spools it as that one's; one serving several spools it without, and the
+# loader stores it under this value: staging and the marts attribute it to the application whose
+# message it answers (pipelines/warehouse/staging.py `build_replies`, sql/marts/replies.sql).
+UNSAID_APPLICATION = ""
+
 # The answer the documentation asks for; the only one it says the provider takes as "received".
 ACKNOWLEDGED = b'{"result":0,"errmsg":"OK"}'
 
@@ -57,6 +63,15 @@ class Batch:
     @property
     def total(self) -> int:
         return len(self.records) + len(self.rejected)
+
+
+def spooled_application(action: str, named: str | None, default: str) -> str:
+    """The application of a spool file's records: the one its name says; none for a reply push
+    spooled without one (UNSAID_APPLICATION); `default`, the first configured application, for
+    other files without one (spooled by older versions)."""
+    if named is not None:
+        return named
+    return UNSAID_APPLICATION if action == REPLY else default
 
 
 def items(action: str, body: bytes) -> list[Any]:

@@ -36,7 +36,7 @@ class SimulatorConfig:
     now: float | None = None  # the simulator clock at start (default: real time); traffic ends here
     provider_timezone: str = "Asia/Shanghai"  # zone of the statistics' yyyymmddhh hours
     clock_runs: bool = True  # False: the clock moves only through /_sim/clock (deterministic tests)
-    callback_url: str | None = None  # push receipts to URL/status and replies to URL/reply (see `push`)
+    callback_url: str | None = None  # push receipts to URL/status[/app] and replies to URL/reply (see `push`)
     callback_retry_seconds: float = 5.0  # real seconds between the attempts of a failed push
     callback_timeout_seconds: float = 5.0  # an attempt without an answer by then has failed
     pushed_also_queued: bool = True  # False: pushing takes the records; the pull queues hand out nothing
@@ -94,8 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sdk-app-id", type=app_id_list, default=(), metavar="ID[,ID...]",
                         help="the account's SmsSdkAppIds, comma-separated (default: SMSLEDGER_SDK_APP_ID, else the demo's)")
     parser.add_argument("--callback-url", default=None, metavar="URL",
-                        help="push receipts (POST URL/status, arrays of up to 100) and replies (POST URL/reply) "
-                             "as they fall due; a failed push is retried twice more")
+                        help="push receipts (POST URL/status, arrays of up to 100; URL/status/SmsSdkAppId with "
+                             "several applications) and replies (POST URL/reply) as they fall due; a failed push "
+                             "is retried twice more")
     parser.add_argument("--callback-retry-seconds", type=float, default=d.callback_retry_seconds, metavar="S",
                         help=f"seconds between the attempts of a failed push (default {d.callback_retry_seconds:g})")
     parser.add_argument("--pushed-also-queued", action=argparse.BooleanOptionalAction, default=d.pushed_also_queued,

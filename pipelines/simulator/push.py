@@ -2,11 +2,14 @@
 callback URL as they fall due on the simulator clock (reference section 6), from a background
 thread, so the API never waits for the customer's endpoint.
 
-- Status pushes go to `{callback_url}/status`: a JSON array of at most 100 receipts of one
-  application, oldest first, each `{"user_receive_time": "YYYY-MM-DD HH:MM:SS" (provider time
+- Status pushes go to `{callback_url}/status`, or, when the simulator serves several
+  applications, to `{callback_url}/status/{SmsSdkAppId}` (the real status callback URL is set per
+  application in the console, so each application's is its own): a JSON array of at most 100
+  receipts of one application, oldest first, each `{"user_receive_time": "YYYY-MM-DD HH:MM:SS" (provider time
   zone), "nationcode", "mobile" (national number), "report_status", "errmsg" (the status code,
   e.g. DELIVRD), "description" (its text), "sid" (SerialNo), "ext" (SessionContext)}`.
-- Reply pushes go to `{callback_url}/reply`: one JSON object per reply, `{"extend", "mobile",
+- Reply pushes go to `{callback_url}/reply` whatever their application (one reply callback URL
+  per account, reference section 6.2; the body names no application): one JSON object per reply, `{"extend", "mobile",
   "nationcode", "sign", "text", "time"}` (unix seconds).
 
 (The two paths are those of `smsledger receive`; Tencent configures the two URLs apart.) The
@@ -54,6 +57,7 @@ class Pusher:
         self.state = state
         self.url = url.rstrip("/")
         self.retry_seconds = retry_seconds
+        self.per_application = len(state.apps) > 1
         self.client = httpx.Client(timeout=timeout_seconds, trust_env=False)
         self.wake = threading.Event()
         self._stop = threading.Event()
@@ -98,7 +102,10 @@ class Pusher:
         return True
 
     def _attempt(self, push: Push) -> None:
-        path = "/status" if push.kind == "status" else "/reply"
+        if push.kind == "reply":
+            path = "/reply"
+        else:
+            path = f"/status/{push.app.sdk_app_id}" if self.per_application else "/status"
         outcome = _post(self.client, self.url + path, push.body)
         last = outcome == "ok" or len(push.attempts) + 1 >= ATTEMPTS
         self.state.record_attempt(push, outcome, last=last)

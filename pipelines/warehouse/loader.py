@@ -102,7 +102,8 @@ def load_spool(con: duckdb.DuckDBPyConnection, spool: Spool, *, files_per_transa
                sdk_app_id: str = DEMO_SDK_APP_ID) -> LoadReport:
     """Load every pending spool file; returns what was loaded. `provider_timezone` reads the
     local times of pushed receipts (`SMSLEDGER_PROVIDER_TIMEZONE`); `sdk_app_id` is the
-    application of files whose name does not say one (push callbacks, older spools).
+    application of files whose name does not say one (older spools; a reply push spooled without
+    one has none: `callbacks.spooled_application`).
 
     Files are committed `files_per_transaction` at a time (each commit writes and may checkpoint
     the write-ahead log, so few large ones cost much less than many small ones) and parsed into
@@ -140,7 +141,8 @@ def load_files(con: duckdb.DuckDBPyConnection, spool: Spool, files: Sequence[Spo
     with transaction(con):
         for i in range(0, len(todo), files_per_frame):
             chunk = todo[i:i + files_per_frame]
-            ledger += _load_parsed(con, [_parse_file(f, provider_timezone, f.sdk_app_id or sdk_app_id) for f in chunk], report)
+            ledger += _load_parsed(con, [_parse_file(f, provider_timezone, callbacks.spooled_application(
+                f.action, f.sdk_app_id, sdk_app_id)) for f in chunk], report)
             if on_frame is not None:
                 on_frame(len(chunk))
         insert_frame(con, "raw.batches", pl.DataFrame(ledger, schema=_LEDGER_SCHEMA))

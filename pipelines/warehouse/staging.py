@@ -17,6 +17,7 @@ import polars as pl
 
 from pipelines.config import DEMO_SDK_APP_ID
 from pipelines.days import DayRange
+from pipelines.ingest import callbacks
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.warehouse import lake
@@ -159,11 +160,24 @@ def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, 
     insert_frame(con, table, frame)
 
 
+def _unsaid_applications(replies: pl.DataFrame) -> pl.DataFrame:
+    """Replies pushed without an application (callbacks.UNSAID_APPLICATION: a receiver serving
+    several): one the provider also handed out by pull is that pulled row (it knows its
+    application: same record_key, as both paths key alike); the others get a null application,
+    which marts/replies replaces with the application of the message the reply answers."""
+    unsaid = pl.col("sms_sdk_app_id") == callbacks.UNSAID_APPLICATION
+    if not replies.select(unsaid.any()).item():
+        return replies
+    said_keys = replies.filter(~unsaid)["record_key"].implode()
+    return replies.filter(~(unsaid & pl.col("record_key").is_in(said_keys))).with_columns(
+        sms_sdk_app_id=pl.when(unsaid).then(None).otherwise(pl.col("sms_sdk_app_id")))
+
+
 @lake.retry_conflicts
 def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingReport:
     """Rewrite staging.replies for the days (a reply belongs to the day it was sent)."""
     report = StagingReport()
-    replies = con.execute(sql_text("staging/replies_for_days"), days.seconds()).pl()
+    replies = _unsaid_applications(con.execute(sql_text("staging/replies_for_days"), days.seconds()).pl())
     replies = unix_seconds_to_utc(replies, "reply_time", out="reply_at", flag="reply_time_flag")
     replies = (
         replies.filter(pl.col("reply_at").is_not_null())

@@ -40,6 +40,7 @@ create table if not exists marts.replies (
     is_opt_out boolean not null,
     record_key varchar not null,
     sms_sdk_app_id varchar     -- a reply is (sms_sdk_app_id, record_key); attributed within its application
+                               -- (a reply pushed without one: the answered message's, else null)
 );
 
 -- Delivery per send day, application, country and template, from marts.message_status. `submitted` counts

@@ -4,10 +4,9 @@ of their messages (not the day they arrived), and the check receipts_by_channel 
 the receipts that came by push, by pull and by both."""
 
 import datetime as dt
-import time
 
 import dagster as dg
-from support import pipeline_settings
+from support import pipeline_settings, wait_for_pushes
 
 from assets.definitions import build_definitions
 from pipelines.app.receive import Receiver
@@ -17,19 +16,6 @@ from pipelines.simulator.config import SimulatorConfig
 from pipelines.simulator.server import Simulator
 
 TOKEN = "tok_cHVzaGVkLWZsb3ctdGVzdA"
-
-
-def wait_for_pushes(sim: Simulator, timeout: float = 60) -> list[dict]:
-    """Every push answered (acknowledged or given up): with a frozen clock all fall due at once."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pushes = list(sim.state.truth_pushes())
-        if pushes and all(p["acknowledged"] or len(p["attempts"]) >= 3 for p in pushes):
-            time.sleep(0.5)
-            if len(list(sim.state.truth_pushes())) == len(pushes):
-                return pushes
-        time.sleep(0.2)
-    raise AssertionError("the simulator's pushes did not settle")
 
 
 def test_pushed_receipts_rebuild_their_send_days_and_are_counted_by_channel(tmp_path):

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import duckdb
 import pytest
-from support import pipeline_settings, smsledger, start
+from support import expected_delivery, pipeline_settings, query, smsledger, start
 
 from pipelines.app.demo import DEMO_RATE_SCALE
 from pipelines.app.runner import run_days, run_drain
@@ -22,15 +22,6 @@ END = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 DAYS = 2
 PRICES = ("region,message_type,unit_price,currency,valid_from\n"
           "CN,mainland,0.045,CNY,2026-01-01\nCN,mainland,0.04,CNY,2026-11-19\nID,international,0.35,CNY,2026-01-01\n")
-
-
-def query(path, sql, params=None):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        con.execute("set time zone 'UTC'")
-        return con.execute(sql, params or {}).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,23 +89,6 @@ def test_statistics_per_application_match_the_provider(synced):
         assert (requests, callbacks) == (truth["SendStatusStatistics"]["RequestCount"],
                                          truth["CallbackStatusStatistics"]["CallbackCount"])
     assert api_hours[0][4] != api_hours[1][4]  # two applications, two volumes
-
-
-def expected_delivery(sim, app, first, last):
-    """Per send day and country, one application's Ok messages of the days by their final receipt
-    due by the simulator clock (the latest): (submitted, delivered, failed, pending)."""
-    now = sim.state.now()
-    counts: dict[tuple, list[int]] = {}
-    for m in sim.state.truth_messages(sdk_app_id=app):
-        day = dt.datetime.fromtimestamp(m["send_time"], dt.UTC).date()
-        if m["code"] != "Ok" or not first <= day <= last:
-            continue
-        due = [r for r in m["receipts"] if r["user_receive_time"] <= now]
-        status = max(due, key=lambda r: r["user_receive_time"])["report_status"] if due else None
-        row = counts.setdefault((day, m["iso_code"]), [0, 0, 0, 0])
-        row[0] += 1
-        row[{"SUCCESS": 1, "FAIL": 2, None: 3}[status]] += 1
-    return {key: tuple(row) for key, row in counts.items()}
 
 
 def test_the_marts_are_per_application_and_match_the_truth(synced):

@@ -127,6 +127,30 @@ def test_receipts_and_replies_are_pushed_as_they_fall_due():
         receiver.close()
 
 
+def test_with_several_applications_each_pushes_receipts_to_its_own_status_url():
+    apps = (APP, "1400000111")
+    receiver = Receiver()
+    sim = start(sdk_app_ids=apps, messages_per_day=200, days=1, now=END, callback_url=receiver.url,
+                callback_retry_seconds=0.05)
+    try:
+        wait_for(settled(sim, len(sim.state.due_receipts()), len(sim.state.due_replies())))
+        with receiver.lock:
+            requests = [(path, orjson.loads(body)) for _, path, body in receiver.requests]
+        base = receiver.url.split("127.0.0.1:", 1)[1].split("/", 1)[1]
+        assert {path for path, _ in requests} == {f"/{base}/status/{app}" for app in apps} | {f"/{base}/reply"}
+        for app in apps:
+            pushed = {item["sid"] for path, body in requests if path == f"/{base}/status/{app}" for item in body}
+            assert pushed == {r.message.serial_no for r in sim.state.due_receipts(sdk_app_id=app)}
+        # one reply URL for the account: the replies of both applications, naming none
+        replies = [body for path, body in requests if path.endswith("/reply")]
+        assert len(replies) == len(sim.state.due_replies()) and all(set(r) == {"extend", "mobile", "nationcode", "sign",
+                                                                             "text", "time"} for r in replies)
+        assert {p["sdk_app_id"] for p in pushes(sim) if p["kind"] == "reply"} == set(apps)
+    finally:
+        sim.close()
+        receiver.close()
+
+
 def test_a_failed_push_is_retried_twice_more_at_the_interval():
     def answer(path, body, attempt):
         if b"SUCCESS" in body or path.endswith("/reply"):  # fails twice, then acknowledged

@@ -165,3 +165,61 @@ def test_receiver_settings_are_validated_and_the_token_never_shown():
         with pytest.raises(ConfigError, match=variable) as raised:
             Settings.from_env(env, require_credentials=False)
         assert "has/a/slash" not in str(raised.value)
+
+
+ROUTE_TOKEN = b"tok_cm91dGluZy10ZXN0LXRva2Vu"
+TWO_APPS = ("1400006666", "1400007777")
+
+
+@pytest.mark.parametrize(("target", "apps", "expected"), [
+    # a status URL per application: the path says the application, the push does not
+    (b"/callbacks/%s/status/1400007777" % ROUTE_TOKEN, TWO_APPS, (callbacks.STATUS, "1400007777")),
+    (b"/callbacks/%s/status/1400006666?from=tencent" % ROUTE_TOKEN, TWO_APPS, (callbacks.STATUS, "1400006666")),
+    (b"/callbacks/%s/status/1400006666" % ROUTE_TOKEN, ("1400006666",), (callbacks.STATUS, "1400006666")),
+    # the bare /status is the one application's, written down as such
+    (b"/callbacks/%s/status" % ROUTE_TOKEN, ("1400006666",), (callbacks.STATUS, "1400006666")),
+    # one reply URL per account: with one application it is that one's, with several unsaid
+    (b"/callbacks/%s/reply" % ROUTE_TOKEN, ("1400006666",), (callbacks.REPLY, "1400006666")),
+    (b"/callbacks/%s/reply" % ROUTE_TOKEN, TWO_APPS, (callbacks.REPLY, None)),
+])
+def test_the_path_names_the_action_and_the_application(target, apps, expected):
+    from pipelines.app.receive import route
+
+    assert route(target, ROUTE_TOKEN, apps) == expected
+
+
+@pytest.mark.parametrize(("target", "apps", "answer"), [
+    # told why, to a request that knew the token
+    (b"/callbacks/%s/status/1400009999" % ROUTE_TOKEN, TWO_APPS,
+     "application 1400009999 is not in SMSLEDGER_SDK_APP_ID (1400006666, 1400007777)"),
+    (b"/callbacks/%s/status" % ROUTE_TOKEN, TWO_APPS,
+     "/status without an application, with several in SMSLEDGER_SDK_APP_ID: set each application's status "
+     "callback URL to .../status/<SmsSdkAppId> (1400006666, 1400007777)"),
+    # the same answer as any unknown path otherwise
+    (b"/callbacks/%s/status/" % ROUTE_TOKEN, TWO_APPS, None),
+    (b"/callbacks/%s/status/14000x6666" % ROUTE_TOKEN, TWO_APPS, None),
+    (b"/callbacks/%s/status/1400006666/x" % ROUTE_TOKEN, TWO_APPS, None),
+    (b"/callbacks/%s/reply/1400006666" % ROUTE_TOKEN, TWO_APPS, None),
+    (b"/callbacks/%s/statuses/1400006666" % ROUTE_TOKEN, TWO_APPS, None),
+    (b"/callbacks/wrong-token-0123456789/status/1400006666", TWO_APPS, None),
+    (b"/callbacks/wrong-token-0123456789/status/1400009999", TWO_APPS, None),  # a guess learns nothing
+    (b"/other/%s/status/1400006666" % ROUTE_TOKEN, TWO_APPS, None),
+])
+def test_an_unknown_application_or_path_is_refused_with_404(target, apps, answer):
+    from pipelines.app.receive import _Refusal, route
+
+    with pytest.raises(_Refusal) as refused:
+        route(target, ROUTE_TOKEN, apps)
+    assert refused.value.status == 404 and refused.value.answer == answer
+    assert ROUTE_TOKEN.decode() not in refused.value.reason
+
+
+def test_a_spool_file_s_application():
+    # the name says it (pulls, status pushes, replies to a receiver of one application)
+    assert callbacks.spooled_application(callbacks.STATUS, "1400007777", "1400006666") == "1400007777"
+    assert callbacks.spooled_application(callbacks.REPLY, "1400007777", "1400006666") == "1400007777"
+    # a reply pushed to a receiver of several: unsaid, never the first application by default
+    assert callbacks.spooled_application(callbacks.REPLY, None, "1400006666") == callbacks.UNSAID_APPLICATION
+    # files of older versions without one: the first application's, as before
+    assert callbacks.spooled_application(callbacks.STATUS, None, "1400006666") == "1400006666"
+    assert callbacks.spooled_application("PullSmsSendStatus", None, "1400006666") == "1400006666"

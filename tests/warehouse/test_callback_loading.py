@@ -1,13 +1,15 @@
 """Pushed callbacks in the warehouse: the documented examples load into raw with the right values;
 a receipt or reply that arrives both by push and by pull is one row (whichever came first); a
-repeated push is one row; bodies and items that cannot be mapped are quarantined with reasons."""
+repeated push is one row; bodies and items that cannot be mapped are quarantined with reasons; a
+reply pushed to a receiver of several applications is stored without one, and staged as the
+pulled copy when there is one, else with a null application for the marts to attribute."""
 
 import datetime as dt
 import random
 import zoneinfo
 
 import orjson
-from support import Api, start
+from support import APP, Api, start
 
 from pipelines.ingest import callbacks
 from pipelines.spool import Spool
@@ -97,7 +99,7 @@ def test_a_record_pushed_and_pulled_is_one_row_whichever_came_first(tmp_path, wa
             for page in chunks([r for r in records if way[id(r)] in phase["pull"]], 100):
                 spool.write(pull_action, pull_page(pull_action, page))
             for body in pushes(push_action, [r for r in records if way[id(r)] in phase["push"]]):
-                spool.write(push_action, body)
+                spool.write(push_action, body, sdk_app_id=APP)  # as a receiver of one application spools them
         with open_warehouse(warehouse_path) as con:
             load_spool(con, spool, provider_timezone=PROVIDER_ZONE)
     with open_warehouse(warehouse_path) as con:
@@ -153,3 +155,28 @@ def test_bodies_and_items_that_cannot_be_mapped_are_quarantined_with_their_reaso
     assert outcomes == [("CallbackSmsStatus", "ok", 5, 3), ("CallbackSmsStatus", "unparseable", 0, 1),
                         ("CallbackSmsReply", "unparseable", 0, 1), ("CallbackSmsReply", "ok", 1, 1)]
     assert report.quarantined == 6 and report.errors == 2
+
+
+def test_a_reply_pushed_without_an_application_is_staged_as_its_pulled_copy_or_unsaid(tmp_path, con):
+    from pipelines.days import DayRange
+    from pipelines.warehouse.staging import build_replies
+
+    other = "1400000111"
+    both = {"extend": "", "mobile": "13800000001", "nationcode": "86", "sign": "s", "text": "TD", "time": 1_795_000_000}
+    pushed_only = {**both, "mobile": "13800000002", "text": "ok"}
+    spool = Spool(tmp_path / "spool")
+    for body in (both, pushed_only, pushed_only):  # the second push of one reply: Tencent's retry
+        spool.write(callbacks.REPLY, orjson.dumps(body))  # a receiver of several applications: no application
+    pulled = {"PhoneNumber": "+8613800000001", "CountryCode": "86", "SubscriberNumber": "13800000001", "SignName": "s",
+              "ExtendCode": "", "ReplyContent": "TD", "ReplyTime": 1_795_000_000}
+    spool.write(A.PULL_REPLY_STATUS, pull_page(A.PULL_REPLY_STATUS, [pulled]), sdk_app_id=other)
+    load_spool(con, spool, provider_timezone=PROVIDER_ZONE)
+    raw = con.execute("select subscriber_number, sms_sdk_app_id, action from raw.reply_status order by all").fetchall()
+    assert raw == [("13800000001", "", callbacks.REPLY), ("13800000001", other, A.PULL_REPLY_STATUS),
+                   ("13800000002", "", callbacks.REPLY)]
+    assert con.execute("select distinct sms_sdk_app_id from raw.batches where action = $a",
+                       {"a": callbacks.REPLY}).fetchall() == [(callbacks.UNSAID_APPLICATION,)]
+    day = dt.datetime.fromtimestamp(1_795_000_000, dt.UTC).date()
+    build_replies(con, DayRange(day, day, zoneinfo.ZoneInfo("UTC")))
+    staged = con.execute("select phone_e164, sms_sdk_app_id, action from staging.replies order by all").fetchall()
+    assert staged == [("+8613800000001", other, A.PULL_REPLY_STATUS), ("+8613800000002", None, callbacks.REPLY)]

@@ -24,6 +24,7 @@ from assets.ingestion import (  # noqa: E402
     daily_assets, gap_fill, personal_data_purge, prices, queue_pages, raw_queue_records, sending_app_records,
     signs_and_templates,
 )
+from assets.maintenance import maintenance_definitions  # noqa: E402
 from assets.marts import mart_assets  # noqa: E402
 from assets.options import PARTITION_RANGE_END, PARTITION_RANGE_START  # noqa: E402
 from assets.resources import (  # noqa: E402
@@ -59,6 +60,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         description="Statistics, staging and marts of daily partitions.",
     )
 
+    maintenance, maintenance_job, maintenance_schedule = maintenance_definitions(settings)
+
     drain_schedule = dg.ScheduleDefinition(
         name="drain_every_10_minutes", job=drain_job, cron_schedule=settings.drain_cron,
         execution_timezone=settings.timezone, default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -80,10 +83,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
 
     return dg.Definitions(
-        assets=[*drain_assets, *daily],
+        assets=[*drain_assets, *daily, maintenance],
         asset_checks=build_checks(partitions),
-        jobs=[drain_job, daily_job, load_job],
-        schedules=[drain_schedule, daily_schedule],
+        jobs=[drain_job, daily_job, load_job, maintenance_job],
+        schedules=[drain_schedule, daily_schedule, maintenance_schedule],
         sensors=[release_dead_runs_sensor, *push_sensors(settings, load_job, daily_job)],
         resources={
             "sms_api": SmsApiResource.from_settings(settings),

@@ -278,6 +278,17 @@ def _personal_data_settings(get: Callable[..., str | None]) -> dict[str, Any]:
             "reply_text": reply_text}
 
 
+def _snapshot_retention_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not (days >= 0 and math.isfinite(days)):
+        raise ConfigError(f"SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS={text!r} must be a number of days, 0 or more "
+                          "(e.g. 7; 0 keeps only the newest snapshot)")
+    return days
+
+
 # An SmsSdkAppId is the console's number of an application (e.g. 1400006666).
 _SDK_APP_ID = re.compile(r"[0-9]{1,20}")
 
@@ -348,6 +359,9 @@ class Settings:
     pii_key: str | None = dataclasses.field(default=None, repr=False)
     pii_retention_days: int | None = None
     reply_text: str = "keep"
+    # Lake maintenance (pipelines/warehouse/maintenance.py): snapshots older than this many days are
+    # expired, and time travel to them ends; 0 keeps only the newest.
+    lake_snapshot_retention_days: float = 7.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require_credentials: bool = True) -> Settings:
@@ -423,6 +437,7 @@ class Settings:
             dagster_home=Path(dagster_home) if dagster_home else None,
             **_callback_settings(get),
             **_personal_data_settings(get),
+            lake_snapshot_retention_days=_snapshot_retention_days(get("SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS", "7")),
         )
         if settings.pii_retention_days is not None and settings.pii_retention_days < settings.pii_minimum_retention_days:
             raise ConfigError(
@@ -455,6 +470,10 @@ class Settings:
     def reply_window_days(self) -> int:
         """Whole days a reply may reach back to the message it answers."""
         return -(-self.reply_window_hours // 24)
+
+    @property
+    def lake_snapshot_retention(self) -> dt.timedelta:
+        return dt.timedelta(days=self.lake_snapshot_retention_days)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

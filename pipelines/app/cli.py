@@ -165,6 +165,37 @@ def _cmd_sql(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lake_maintenance(ns: argparse.Namespace) -> int:
+    from pipelines.config import is_lake
+    from pipelines.warehouse.db import connect
+    from pipelines.warehouse.maintenance import maintain
+
+    settings = Settings.from_env(require_credentials=False)
+    if ns.retention_days is not None:
+        settings = dataclasses.replace(settings, lake_snapshot_retention_days=ns.retention_days)
+    if not is_lake(settings.warehouse) and not Path(settings.warehouse).exists():
+        print(f"no warehouse at {settings.warehouse}: nothing to do")
+        return 0
+    con = connect(settings.warehouse)
+    try:
+        report = maintain(con, retention=settings.lake_snapshot_retention, grace=dt.timedelta(hours=ns.grace_hours))
+    finally:
+        con.close()
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number, 0 or more")
+    return value
+
+
 def _cmd_receive(ns: argparse.Namespace) -> int:
     from pipelines.app.receive import serve
 
@@ -214,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.set_defaults(run=_cmd_sql)
+
+    maintenance = sub.add_parser(
+        "lake-maintenance", help="compact the warehouse: on a lake merge small files, expire old snapshots and delete "
+                                 "files none references; on a DuckDB file CHECKPOINT (safe while other commands run)")
+    maintenance.add_argument("--retention-days", type=_not_negative,
+                             help="expire snapshots older than this (default SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS, 7)")
+    maintenance.add_argument("--grace-hours", type=_not_negative, default=24.0,
+                             help="delete unreferenced files only once they are this old (default 24: readers of old "
+                                  "snapshots and writers not yet committed keep theirs)")
+    maintenance.set_defaults(run=_cmd_lake_maintenance)
 
     receive = sub.add_parser("receive", help="receive Tencent's status and reply push callbacks into the spool")
     receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, behind a proxy)")

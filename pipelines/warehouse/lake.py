@@ -28,7 +28,9 @@ import functools
 import importlib
 import logging
 import os
+import pwd
 import random
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,15 +81,46 @@ def load_extensions(con: duckdb.DuckDBPyConnection, *, object_store: bool = Fals
         con.execute(f"load {name}")
 
 
+def duckdb_home() -> str | None:
+    """The folder DuckDB is to take for its home when HOME does not name one (None: HOME does).
+
+    DuckDB installs extensions under its home (`<home>/.duckdb/extensions`), and INSTALL and LOAD
+    both fail without one ("Can't find the home directory at ''"), even with `extension_directory`
+    set. A service without HOME (a systemd system service, some containers) gets the home of its
+    user's passwd entry, as Python's expanduser does; where that is no writable folder either, a
+    folder of this user alone in the temporary directory. Extensions are verified by signature at
+    each LOAD, so a copy in either place cannot be swapped for another."""
+    home = os.environ.get("HOME", "")
+    if home and os.path.isdir(home):
+        return None
+    try:
+        account_home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:  # a uid without a passwd entry (a container run as an arbitrary user)
+        account_home = ""
+    if account_home and os.path.isdir(account_home) and os.access(account_home, os.W_OK | os.X_OK):
+        return account_home
+    private = Path(tempfile.gettempdir()) / f"smsledger-duckdb-{os.getuid()}"
+    try:
+        private.mkdir(mode=0o700, exist_ok=True)
+        owner_only = private.stat().st_uid == os.getuid() and not private.stat().st_mode & 0o022
+    except OSError:
+        owner_only = False
+    if not owner_only:
+        raise LakeConfigError(
+            f"HOME is {'not set' if not home else f'{home!r}, not a folder'} and DuckDB needs a home folder for the lake's "
+            "extensions (<home>/.duckdb/extensions): set HOME to a writable folder")
+    return str(private)
+
+
 def attach(con: duckdb.DuckDBPyConnection, location: LakeLocation, *, read_only: bool = False) -> None:
     """Attach the lake to `con` as `lake` and make it the default catalog (so raw.x, staging.y,
     marts.z resolve to it). Read-only attaches its Postgres catalog read-only too. For an s3://
     data path, httpfs is loaded and the object store's credentials become a secret of this
     session only. Errors are one line without a password (`LakeConfigError`)."""
     con.execute("set enable_progress_bar = false")  # DuckLake commits would draw one on stdout
-    if "HOME" not in os.environ and not con.execute("select current_setting('extension_directory')").fetchone()[0]:
-        # DuckDB keeps installed extensions under $HOME/.duckdb: a service account may have none.
-        con.execute(f"set extension_directory = {_sql_string(str(Path.cwd() / '.duckdb' / 'extensions'))}")
+    home = duckdb_home()
+    if home is not None:
+        con.execute(f"set home_directory = {_sql_string(home)}")
     remote = location.object_store is not None or (location.data_path or "").startswith("s3://")
     load_extensions(con, object_store=remote)
     if location.object_store is not None:

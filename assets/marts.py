@@ -16,7 +16,7 @@ from assets import options
 from assets.reporting import column_schema, report_days
 from assets.resources import MetricsConfig, WarehouseResource
 from pipelines.days import DayRange, days_of
-from pipelines.warehouse.marts import MARTS, rebuild
+from pipelines.warehouse.marts import MARTS, PhoneModeError, rebuild
 
 # The daily schedule rebuilds the marts once a day: a mart not rebuilt for a day and a bit is late
 # (a warning after 25 hours, failing after 26), whatever time SMSLEDGER_DAILY_CRON picks.
@@ -32,6 +32,7 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
              ) -> dg.AssetsDefinition:
         table = f"marts.{name}"
         hourly = MARTS[table].hourly
+        with_numbers = bool(MARTS[table].numbers_from)
 
         @dg.asset(key=["marts", name], deps=deps, description=description, freshness_policy=DAILY_FRESHNESS,
                   **options.daily(partitions, "marts"))
@@ -39,8 +40,13 @@ def mart_assets(partitions: dg.DailyPartitionsDefinition, *, reply_window_days: 
                   metrics: MetricsConfig) -> dg.MaterializeResult:
             days = days_of(context, partitions)
             params = {**rebuild_params(metrics, warehouse), **({"timezone": partitions.timezone} if hourly else {})}
+            if with_numbers:  # tokens instead of numbers with SMSLEDGER_PII_KEY (pipelines/warehouse/marts.py)
+                params["pii_key"] = warehouse.pii_key
             with warehouse.connect() as con:
-                rebuild(con, table, days, **params)
+                try:
+                    rebuild(con, table, days, **params)
+                except PhoneModeError as exc:
+                    raise dg.Failure(description=str(exc), allow_retries=False) from None
                 report_days(context, con, f"mart_{name}", days, _report_params(days, hourly))
                 schema = column_schema(con, table)
             return dg.MaterializeResult(metadata=schema)

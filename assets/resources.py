@@ -102,6 +102,9 @@ class WarehouseResource(dg.ConfigurableResource):
     # The first application: rows of a warehouse made before applications were told apart, push
     # callbacks and older spool files (which do not say their application) belong to it.
     first_sdk_app_id: str = DEMO_SDK_APP_ID
+    # SMSLEDGER_PII_KEY: with it the marts hold keyed tokens of numbers instead of numbers
+    # (pipelines/warehouse/marts.py). A secret: from the environment (`dg.EnvVar`) when a run starts.
+    pii_key: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
@@ -117,7 +120,8 @@ class WarehouseResource(dg.ConfigurableResource):
                     s3_region=store.region, s3_endpoint=store.endpoint, s3_use_ssl=store.use_ssl,
                     s3_url_style=store.url_style)
         return cls(path=str(warehouse), spool_dir=str(settings.spool_dir), provider_timezone=settings.provider_timezone,
-                   partition_timezone=settings.timezone, first_sdk_app_id=settings.sdk_app_id, **lake)
+                   partition_timezone=settings.timezone, first_sdk_app_id=settings.sdk_app_id,
+                   pii_key=dg.EnvVar("SMSLEDGER_PII_KEY") if settings.pii_key else None, **lake)
 
     @property
     def is_lake(self) -> bool:

@@ -7,8 +7,10 @@ cannot be turned back into a number by trying every possible number. `phone_mask
 person needs to recognise a number on a screen (`+86138****0000`: the calling code, the first three
 and the last four digits of the national number).
 
-Tokens are computed once per distinct number (a day of 10M messages has far fewer numbers), in
-Python's hmac, joined back in row order.
+Tokens are computed once per distinct number and key (staging.phone_tokens keeps them, see
+pipelines/warehouse/marts.py), in Python's hmac: the key never enters an SQL statement, whose
+errors may repeat its parameters. `key_id` names a key without revealing it, so a warehouse can tell
+which key made its tokens.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ REPLY_TEXT_MODES = ("keep", "optout-only", "drop")
 
 
 def phone_token(key: bytes, e164: str) -> str:
+    """The keyed token of a number (or of any text that holds one, such as a reply's record key)."""
     return hmac.new(key, e164.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A name of the key, the same for the same key: the token of a fixed text, shortened. It tells
+    nothing of the key, nor of any number."""
+    return phone_token(key, "smsledger: the key of these tokens")[:16]
 
 
 def masked(e164: str, calling_code: str | None) -> str:

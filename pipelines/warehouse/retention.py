@@ -12,6 +12,8 @@ refuse a retention shorter than that, `Settings.pii_minimum_retention_days`). Th
   number could reverse);
 * raw.gap_fill_calls rows (a number asked) are deleted, and raw.quarantine payloads (the rejected
   record as received) become null, their reason kept;
+* staging.phone_numbers (normalized forms) and staging.phone_tokens (tokens, with
+  SMSLEDGER_PII_KEY) lose the numbers just purged that no younger row names;
 * reply texts follow SMSLEDGER_REPLY_TEXT: kept, kept only for opt-outs, or dropped (null), once
   the rebuild window is past (at the retention when one is set, else at its minimum): the marts
   need a reply's text to tell an opt-out until its day is final.
@@ -34,28 +36,33 @@ from pipelines.warehouse.db import transaction
 
 PURGED_KEY_PREFIX = "purged|"
 
-# The number columns of each table, and the column that says how old a row is.
+# The number columns of each table, and the column that says how old a row is. Replies are purged
+# by `_purge_reply_numbers` (their keys hold numbers too).
 _NUMBERS = {
     "raw.send_status": (("phone_number", "subscriber_number"), "pulled_at"),
     "raw.sends": (("phone_number",), "to_timestamp(unix_seconds(send_time))"),
     "staging.sends": (("phone_number", "phone_e164"), "sent_at"),
     "staging.receipts": (("phone_number", "phone_e164"), "pulled_at"),
 }
+_REPLY_NUMBERS = {
+    "raw.reply_status": (("phone_number", "subscriber_number"), "pulled_at"),
+    "staging.replies": (("phone_number", "phone_e164"), "pulled_at"),
+}
+# Which rows still hold their numbers after a purge (the younger ones), as a filter on the age
+# column itself, so that DuckDB skips the row groups of older rows by their min/max. raw.sends: a
+# SendTime in milliseconds is always "young" here, which only makes the check look at it.
+_YOUNG = {
+    "raw.send_status": "pulled_at >= $cutoff", "raw.sends": "send_time >= $cutoff_s", "staging.sends": "sent_at >= $cutoff",
+    "staging.receipts": "pulled_at >= $cutoff", "raw.reply_status": "pulled_at >= $cutoff",
+    "staging.replies": "pulled_at >= $cutoff",
+}
 
 
-# staging.phone_numbers keeps each number's normalized form, to normalize it once: an entry no row
-# of raw or staging still names is a number nothing needs any more, so it goes with the others.
-_UNUSED_NORMALIZED_NUMBERS = """
-delete from staging.phone_numbers
-where coalesce(phone_number not in (select phone_number from (
-          select phone_number from raw.send_status union all select phone_number from raw.reply_status
-          union all select phone_number from raw.sends union all select phone_number from staging.sends
-          union all select phone_number from staging.receipts union all select phone_number from staging.replies)
-        where phone_number is not null), true)
-  and coalesce(subscriber_number not in (select subscriber_number from (
-          select subscriber_number from raw.send_status union all select subscriber_number from raw.reply_status)
-        where subscriber_number is not null), true)
-"""
+def _numbers_of(rows: dict[str, str]) -> str:
+    """A union of every number column of raw and staging as `number`, of each table's `rows`."""
+    return " union all ".join(
+        f"select {column} as number from {table} where {rows[table]} and {column} is not null"
+        for table, (columns, _) in {**_NUMBERS, **_REPLY_NUMBERS}.items() for column in columns)
 
 
 @dataclasses.dataclass
@@ -89,31 +96,69 @@ def purge_personal_data(con: duckdb.DuckDBPyConnection, *, numbers_before: dt.da
 
 def _purge_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
     at = {"cutoff": cutoff}
-    for table, (columns, age) in _NUMBERS.items():
-        held = " or ".join(f"{column} is not null" for column in columns)
-        nulls = ", ".join(f"{column} = null" for column in columns)
-        report.rows[table] = _changed(con, f"update {table} set {nulls} where {age} < $cutoff and ({held})", at)
-    _purge_reply_numbers(con, report, cutoff)
-    report.rows["staging.phone_numbers"] = _changed(con, _UNUSED_NORMALIZED_NUMBERS)
+    # the numbers this run takes away (only they can have lost their last row)
+    older = {table: f"{age} < $cutoff" for table, (_, age) in {**_NUMBERS, **_REPLY_NUMBERS}.items()}
+    con.execute(f"create or replace temp table _purged_numbers as select distinct number from ({_numbers_of(older)})", at)
+    try:
+        for table, (columns, age) in _NUMBERS.items():
+            held = " or ".join(f"{column} is not null" for column in columns)
+            nulls = ", ".join(f"{column} = null" for column in columns)
+            report.rows[table] = _changed(con, f"update {table} set {nulls} where {age} < $cutoff and ({held})", at)
+        _purge_reply_numbers(con, report, cutoff)
+        _prune_unnamed_numbers(con, report, cutoff)
+    finally:
+        con.execute("drop table if exists _purged_numbers")
     report.gap_fill_calls_deleted = _changed(con, "delete from raw.gap_fill_calls where called_at < $cutoff", at)
     report.quarantine_payloads = _changed(
         con, "update raw.quarantine set payload = null where quarantined_at < $cutoff and payload is not null", at)
 
 
+def _prune_unnamed_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
+    """staging.phone_numbers (each number's normalized form, to normalize it once) and
+    staging.phone_tokens (each number's token, to compute it once) lose the numbers just purged
+    that no row of raw or staging names any more. Only those are looked at, and only against the
+    rows young enough to keep their numbers: the cost follows what this run purged, not the size
+    of the tables."""
+    at = {"cutoff": cutoff, "cutoff_s": int(cutoff.timestamp())}
+    touched = ("(phone_number in (select number from _purged_numbers) "
+               "or subscriber_number in (select number from _purged_numbers))")
+    # A normalized entry is (phone_number, country code, subscriber_number): both of its numbers
+    # must be unnamed for it to go.
+    con.execute(
+        "create or replace temp table _still_named as "
+        "select distinct n.number from (select number from _purged_numbers "
+        f"  union select phone_number from staging.phone_numbers where {touched} "
+        f"  union select subscriber_number from staging.phone_numbers where {touched}) n "
+        f"semi join ({_numbers_of(_YOUNG)}) named on named.number = n.number", at)
+    try:
+        report.rows["staging.phone_numbers"] = _changed(
+            con, f"delete from staging.phone_numbers where {touched} "
+                 "and coalesce(phone_number not in (select number from _still_named), true) "
+                 "and coalesce(subscriber_number not in (select number from _still_named), true)")
+        report.rows["staging.phone_tokens"] = _changed(
+            con, "delete from staging.phone_tokens where phone_e164 in (select number from _purged_numbers) "
+                 "and phone_e164 not in (select number from _still_named)")
+    finally:
+        con.execute("drop table if exists _still_named")
+
+
 def _purge_reply_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
     """Replies: the number out of their columns and out of their record_key, in raw and in
-    staging (whose rows carry the same keys)."""
+    staging (whose rows carry the same keys). A reply is (sms_sdk_app_id, record_key): two
+    applications may hold the same key (one person's same reply to both)."""
     con.execute(
         "create or replace temp table _purged_replies as "
-        f"select record_key as old_key, '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index as new_key "
-        f"from raw.reply_status where pulled_at < $cutoff and record_key not like '{PURGED_KEY_PREFIX}%'",
+        f"select sms_sdk_app_id as app, record_key as old_key, '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index "
+        f"as new_key from raw.reply_status where pulled_at < $cutoff and record_key not like '{PURGED_KEY_PREFIX}%'",
         {"cutoff": cutoff})
     # no `update ... from`, nor `delete ... using`: a DuckLake catalog takes plain updates only
     try:
         report.rows["staging.replies"] = _changed(
             con, "update staging.replies set phone_number = null, phone_e164 = null, record_key = "
-                 "(select min(p.new_key) from _purged_replies p where p.old_key = staging.replies.record_key) "
-                 "where record_key in (select old_key from _purged_replies)")
+                 "(select min(p.new_key) from _purged_replies p where p.old_key = staging.replies.record_key "
+                 "and p.app is not distinct from staging.replies.sms_sdk_app_id) "
+                 "where exists (select 1 from _purged_replies p where p.old_key = staging.replies.record_key "
+                 "and p.app is not distinct from staging.replies.sms_sdk_app_id)")
         report.rows["raw.reply_status"] = _changed(
             con, f"update raw.reply_status set record_key = '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index, "
                  f"phone_number = null, subscriber_number = null "

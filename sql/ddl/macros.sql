@@ -15,7 +15,7 @@ create or replace temp macro near_window(t, start_s, end_s) as
     or t between (start_s - 86400) * 1000 and (end_s + 86400) * 1000;
 
 -- Whether a reply's text is an opt-out: one of `words` (lower case), surrounding white space and
--- punctuation, ASCII or not ("退订。", "STOP!"), ignored. (sql/marts/replies.sql spells the same
--- rule out; it is to use this macro when the marts are next reworked.)
+-- punctuation, ASCII or not ("退订。", "STOP!"), ignored. Used by sql/marts/replies.sql and the
+-- reply-text purge (pipelines/warehouse/retention.py), so both see the same opt-outs.
 create or replace temp macro is_opt_out(content, words) as
     coalesce(list_contains(words, lower(regexp_replace(content, '^[\s\p{P}\p{Z}]+|[\s\p{P}\p{Z}]+$', '', 'g'))), false);

@@ -155,3 +155,11 @@ create table if not exists marts.spend_daily (
     cost decimal(18, 6),                -- sum of their cost (null: none priced)
     currency varchar
 );
+
+-- The key whose tokens marts.message_status and marts.replies hold instead of numbers
+-- (SMSLEDGER_PII_KEY; `key_id` names it without revealing it): one row, or none while they hold
+-- numbers (no key).
+create table if not exists marts.phone_token_key (
+    key_id varchar not null,
+    since timestamptz not null
+);

@@ -88,3 +88,14 @@ create table if not exists staging.phone_numbers (
     iso_code varchar,
     phone_valid boolean
 );
+
+-- The keyed token (pipelines/normalize/pii.py) and masked form of every distinct E.164 number the
+-- marts were built from with SMSLEDGER_PII_KEY set, computed once per number and key
+-- (`key_id` names the key without revealing it). Empty without a key. Raw numbers: purged with
+-- the rows that name them (pipelines/warehouse/retention.py).
+create table if not exists staging.phone_tokens (
+    phone_e164 varchar not null,
+    key_id varchar not null,
+    phone_token varchar not null,
+    phone_masked varchar
+);

@@ -9,10 +9,15 @@
 -- and conversions join their message within its application. Its cost is its fee times the unit
 -- price of raw.prices for its region (iso_code) and type (CN: mainland, else international) with
 -- the latest valid_from on or before its send_date; null without a fee or such a price.
+-- Its number: `phone_e164`, or with SMSLEDGER_PII_KEY its token and masked form from
+-- staging.phone_tokens (pipelines/warehouse/marts.py keeps one of the lines tagged `numbers` or
+-- `tokens`; min(): two lake writers may both have added a number's token, equal).
 insert into marts.message_status (
     cost, currency,
     sms_sdk_app_id,
-    send_date, serial_no, phone_e164, country_code, iso_code, sign_name, template_id, session_context,
+    phone_e164,  -- numbers
+    phone_token, phone_masked,  -- tokens
+    send_date, serial_no, country_code, iso_code, sign_name, template_id, session_context,
     sent_at, fee, report_status, description, user_receive_time, latency_seconds, converted_at,
     receipts, in_sends_log
 )
@@ -76,7 +81,10 @@ priced as (
 )
 select
     cast(m.fee * m.unit_price as decimal(18, 6)), m.currency,
-    m.sms_sdk_app_id, m.send_date, m.serial_no, m.phone_e164, m.country_code, m.iso_code, m.sign_name, m.template_id,
+    m.sms_sdk_app_id,
+    m.phone_e164,  -- numbers
+    tok.phone_token, tok.phone_masked,  -- tokens
+    m.send_date, m.serial_no, m.country_code, m.iso_code, m.sign_name, m.template_id,
     m.session_context, m.sent_at, m.fee, m.report_status, m.description, m.user_receive_time,
     case when m.report_status is not null
          then epoch(m.user_receive_time) - epoch(m.sent_at) end as latency_seconds,
@@ -86,3 +94,4 @@ select
 from priced m
 left join converted c using (sms_sdk_app_id, serial_no)
 left join receipt_counts rc using (sms_sdk_app_id, serial_no)
+left join (select phone_e164, min(phone_token) as phone_token, min(phone_masked) as phone_masked from staging.phone_tokens where key_id = $key_id group by phone_e164) tok on tok.phone_e164 = m.phone_e164  -- tokens

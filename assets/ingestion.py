@@ -295,6 +295,9 @@ def personal_data_purge(context: dg.AssetExecutionContext, warehouse: WarehouseR
         **{f"reply_texts_dropped_{table.replace('.', '_')}": n for table, n in report.reply_texts.items()},
         "gap_fill_calls_deleted": report.gap_fill_calls_deleted,
         "quarantine_payloads_cleared": report.quarantine_payloads,
+        # on DuckLake: the snapshots and files that still held purged values (time travel ends at the purge)
+        "lake_snapshots_expired": report.lake_snapshots_expired,
+        "lake_files_deleted": report.lake_files_deleted,
     })
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from assets.options import WAREHOUSE_POOL
 from assets.resources import WarehouseResource
-from pipelines.config import Settings
+from pipelines.config import MAX_RETENTION_DAYS, Settings
 from pipelines.warehouse.db import connect
 from pipelines.warehouse.maintenance import DEFAULT_GRACE, maintain
 
@@ -40,8 +40,9 @@ def maintenance_definitions(settings: Settings) -> tuple:
         snapshot references deleted once older than the grace period; on a DuckDB file, CHECKPOINT.
         What it removed (files, snapshots, bytes) is in the metadata."""
         retention_days = default_retention_days if config.retention_days is None else config.retention_days
-        if retention_days < 0 or config.grace_hours < 0:
-            raise dg.Failure("retention_days and grace_hours cannot be negative", allow_retries=False)
+        if not (0 <= retention_days <= MAX_RETENTION_DAYS and 0 <= config.grace_hours <= MAX_RETENTION_DAYS * 24):
+            raise dg.Failure(f"retention_days must be 0 to {MAX_RETENTION_DAYS} and grace_hours 0 to "
+                             f"{MAX_RETENTION_DAYS * 24}", allow_retries=False)
         con = connect(warehouse.location(), wait_seconds=warehouse.lock_wait_seconds)
         try:
             report = maintain(con, retention=dt.timedelta(days=retention_days),

@@ -278,14 +278,18 @@ def _personal_data_settings(get: Callable[..., str | None]) -> dict[str, Any]:
             "reply_text": reply_text}
 
 
+# A retention or grace beyond a century is a typo, and would overflow datetime arithmetic.
+MAX_RETENTION_DAYS = 36500
+
+
 def _snapshot_retention_days(text: str) -> float:
     try:
         days = float(text)
     except ValueError:
         days = -1.0
-    if not (days >= 0 and math.isfinite(days)):
-        raise ConfigError(f"SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS={text!r} must be a number of days, 0 or more "
-                          "(e.g. 7; 0 keeps only the newest snapshot)")
+    if not 0 <= days <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+        raise ConfigError(f"SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS={text!r} must be a number of days from 0 to "
+                          f"{MAX_RETENTION_DAYS} (e.g. 7; 0 keeps only the newest snapshot)")
     return days
 
 

@@ -41,10 +41,13 @@ def key_id(key: bytes) -> str:
 
 def masked(e164: str, calling_code: str | None) -> str:
     """`+86138****0000` from `+8613812340000`: the calling code, then the national number with all
-    but its first three and last four digits hidden (fewer shown for a short national number)."""
+    but its first three and last four digits hidden (for a national number under 11 digits, at most
+    two at each end, and at least half hidden)."""
     code = calling_code or ""
     national = e164[1 + len(code):] if code and e164.startswith("+" + code) else e164.lstrip("+")
-    keep_start, keep_end = (3, 4) if len(national) >= 10 else (min(2, len(national) // 3), min(2, len(national) // 3))
+    # At least half of the digits stay hidden: a 10-digit national number shown 3 + 4 would leave
+    # a thousand candidates.
+    keep_start, keep_end = (3, 4) if len(national) >= 11 else (min(2, len(national) // 4),) * 2
     hidden = len(national) - keep_start - keep_end
     return f"+{code}{national[:keep_start]}{'*' * hidden}{national[len(national) - keep_end:] if keep_end else ''}"
 

@@ -45,6 +45,9 @@ import duckdb
 from pipelines.warehouse import lake
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
+# Orphaned files are never deleted younger than this, whatever the grace: one may be a running
+# writer's, not committed yet (a commit of more than an hour is not expected).
+ORPHAN_FLOOR = dt.timedelta(hours=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,9 +162,14 @@ def _maintain_lake(con: duckdb.DuckDBPyConnection, *, retention: dt.timedelta, g
         {"cutoff": dt.datetime.now(dt.UTC) - retention}))
     # Taken after the expiry, so that with no grace the files it unreferenced go in this run. The same cutoff for the dry run and the deletion: both see the same files (a file scheduled
     # or written later is younger than it), so the bytes counted are those of the files deleted.
-    cutoff = dt.datetime.now(dt.UTC) - grace
+    now = dt.datetime.now(dt.UTC)
+    # A running writer's Parquet file is an orphan until its commit lands: deleting it then leaves
+    # the table pointing at a missing file. Whatever the grace asked, orphans wait ORPHAN_FLOOR.
+    cutoffs = {"ducklake_cleanup_old_files": now - grace,
+               "ducklake_delete_orphaned_files": now - max(grace, ORPHAN_FLOOR)}
     for function, field in (("ducklake_cleanup_old_files", "old_files_deleted"),
                             ("ducklake_delete_orphaned_files", "orphaned_files_deleted")):
+        cutoff = cutoffs[function]
         listed = [path for (path,) in con.execute(
             f"select path from {function}('{catalog}', dry_run => true, older_than => $cutoff)", {"cutoff": cutoff}
         ).fetchall()]

@@ -32,6 +32,7 @@ import datetime as dt
 
 import duckdb
 
+from pipelines.warehouse import lake
 from pipelines.warehouse.db import transaction
 
 PURGED_KEY_PREFIX = "purged|"
@@ -73,6 +74,8 @@ class PurgeReport:
     reply_texts: dict[str, int] = dataclasses.field(default_factory=dict)  # table -> reply texts dropped
     gap_fill_calls_deleted: int = 0
     quarantine_payloads: int = 0
+    lake_snapshots_expired: int = 0  # on DuckLake: the history that still held the purged values
+    lake_files_deleted: int = 0
 
     @property
     def total(self) -> int:
@@ -91,7 +94,23 @@ def purge_personal_data(con: duckdb.DuckDBPyConnection, *, numbers_before: dt.da
             _purge_numbers(con, report, numbers_before)
         if texts_before is not None and reply_text != "keep":
             _purge_texts(con, report, texts_before, reply_text, opt_out_words or [])
+    if report.total and lake.is_lake_connection(con):
+        report.lake_snapshots_expired, report.lake_files_deleted = _forget_lake_history(con)
     return report
+
+
+def _forget_lake_history(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """On DuckLake an update writes a new snapshot and keeps the old files, which time travel
+    (`at (version => n)`) still reads: the purged numbers would stay readable until maintenance
+    expired them. So a purge that changed rows expires every snapshot before it and deletes the
+    files no snapshot references any more (not orphaned files: those may be a running writer's,
+    pipelines/warehouse/maintenance.py). Time travel then reaches back to the purge, no further."""
+    catalog = lake.CATALOG
+    expired = lake.retry_on_conflict(lambda: con.execute(
+        f"select snapshot_id from ducklake_expire_snapshots('{catalog}', older_than => now())").fetchall())
+    deleted = lake.retry_on_conflict(lambda: con.execute(
+        f"select path from ducklake_cleanup_old_files('{catalog}', cleanup_all => true)").fetchall())
+    return len(expired), len(deleted)
 
 
 def _purge_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
@@ -145,7 +164,8 @@ def _prune_unnamed_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, 
 def _purge_reply_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cutoff: dt.datetime) -> None:
     """Replies: the number out of their columns and out of their record_key, in raw and in
     staging (whose rows carry the same keys). A reply is (sms_sdk_app_id, record_key): two
-    applications may hold the same key (one person's same reply to both)."""
+    applications may hold the same key (one person's same reply to both). A reply pushed without
+    its application is '' in raw and null in staging."""
     con.execute(
         "create or replace temp table _purged_replies as "
         f"select sms_sdk_app_id as app, record_key as old_key, '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index "
@@ -156,9 +176,9 @@ def _purge_reply_numbers(con: duckdb.DuckDBPyConnection, report: PurgeReport, cu
         report.rows["staging.replies"] = _changed(
             con, "update staging.replies set phone_number = null, phone_e164 = null, record_key = "
                  "(select min(p.new_key) from _purged_replies p where p.old_key = staging.replies.record_key "
-                 "and p.app is not distinct from staging.replies.sms_sdk_app_id) "
+                 "and nullif(p.app, '') is not distinct from staging.replies.sms_sdk_app_id) "
                  "where exists (select 1 from _purged_replies p where p.old_key = staging.replies.record_key "
-                 "and p.app is not distinct from staging.replies.sms_sdk_app_id)")
+                 "and nullif(p.app, '') is not distinct from staging.replies.sms_sdk_app_id)")
         report.rows["raw.reply_status"] = _changed(
             con, f"update raw.reply_status set record_key = '{PURGED_KEY_PREFIX}' || batch_id || '|' || record_index, "
                  f"phone_number = null, subscriber_number = null "

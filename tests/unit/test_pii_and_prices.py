@@ -22,6 +22,10 @@ def test_a_token_is_the_keyed_hash_of_the_number_and_the_mask_hides_the_middle()
     assert masked("+8613800000000", "86") == "+86138****0000"
     assert masked("+6281234567890", "62") == "+62812****7890"
     assert masked("+6581234567", "65") == "+6581****67"
+    # under 11 national digits, at least half hidden
+    assert masked("+12125551234", "1") == "+121******34"
+    assert masked("+919876543210", "91") == "+9198******10"
+    assert masked("+298123456", "298") == "+2981****6"
 
 
 def test_tokens_join_back_in_row_order_and_keep_nulls():
@@ -31,7 +35,7 @@ def test_tokens_join_back_in_row_order_and_keep_nulls():
     assert out["n"].to_list() == [1, 2, 3, 4]
     assert out["phone_token"][0] == out["phone_token"][2] == phone_token(KEY, "+8613800000000")
     assert out["phone_token"][1] is None and out["phone_masked"][1] is None
-    assert out["phone_masked"].to_list()[3] == "+44791***3456"
+    assert out["phone_masked"].to_list()[3] == "+4479******56"
 
 
 def test_settings_check_the_key_and_the_reply_text_mode_without_repeating_the_key():

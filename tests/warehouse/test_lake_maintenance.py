@@ -169,6 +169,9 @@ def test_orphaned_files_go_once_older_than_the_grace_and_a_young_one_stays(lake_
         assert (report.orphaned_files_deleted, report.old_files_deleted) == (1, 0)
         assert not old.exists() and young.exists()
         assert report.bytes_deleted == young.stat().st_size  # the same rows, the same size
+        # no grace at all: a young orphan may be a running writer's file, so it still waits the floor
+        assert maintain(con, retention=dt.timedelta(days=7), grace=dt.timedelta(0)).orphaned_files_deleted == 0
+        assert young.exists()
 
 
 WRITER = textwrap.dedent("""
@@ -244,6 +247,18 @@ def test_a_maintenance_killed_at_any_point_leaves_the_lake_readable_and_the_next
         finally:
             check.close()
     assert killed >= 2
+    # what the killed runs wrote and never committed waits out the orphans' floor (it might have
+    # been a running writer's): aged past it, the next run deletes it
+    probe = connect(synced_lake)
+    try:
+        orphans = [path for (path,) in probe.execute(
+            f"select path from ducklake_delete_orphaned_files('{lake.CATALOG}', dry_run => true, cleanup_all => true)"
+        ).fetchall()]
+    finally:
+        probe.close()
+    aged = time.time() - 2 * 3600
+    for path in orphans:
+        os.utime(path, (aged, aged))
     done = smsledger("lake-maintenance", "--retention-days", "0", "--grace-hours", "0", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "expired" in done.stdout and "deleted" in done.stdout
@@ -296,3 +311,25 @@ def test_a_bad_retention_is_one_line_naming_the_variable():
             Settings.from_env({"SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS": value}, require_credentials=False)
         assert "\n" not in str(caught.value)
     assert Settings.from_env({}, require_credentials=False).lake_snapshot_retention == dt.timedelta(days=7)
+
+
+def test_a_purge_on_a_lake_leaves_no_time_travel_to_the_numbers_it_took(lake_location):
+    """An update on DuckLake keeps the old files for time travel: the personal-data purge expires
+    the snapshots before it and deletes their files, so no `at (version => n)` reads a number."""
+    from pipelines.warehouse.retention import purge_personal_data
+
+    number, old = "+8613800000001", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with open_warehouse(lake_location) as con:
+        con.execute("insert into raw.send_status (record_key, serial_no, phone_number, batch_id, record_index, action, "
+                    "pulled_at, sms_sdk_app_id) values ('k', 's', $n, 'b', 0, 'PullSmsSendStatus', $t, '1400000000')",
+                    {"n": number, "t": old})
+        before = con.execute(f"select max(snapshot_id) from {lake.CATALOG}.snapshots()").fetchone()[0]
+        report = purge_personal_data(con, numbers_before=old + dt.timedelta(days=1), texts_before=None)
+        assert report.rows["raw.send_status"] == 1 and report.lake_snapshots_expired >= 1
+        assert con.execute("select phone_number from raw.send_status").fetchall() == [(None,)]
+        with pytest.raises(duckdb.InvalidInputException, match=f"No snapshot found at version {before}"):
+            con.execute(f"select phone_number from raw.send_status at (version => {before})").fetchall()
+        data = Path(lake_location.data_path)
+        held = [p for p in data.rglob("*.parquet")
+                if number in str(con.execute(f"select * from read_parquet('{p}')").fetchall())]
+        assert held == []

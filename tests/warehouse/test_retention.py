@@ -13,14 +13,14 @@ CUTOFF = NOW - dt.timedelta(days=14)
 GONE, KEPT = "+8613800000001", "+8613800000002"  # GONE: old rows only; KEPT: a young receipt too
 
 
-def reply(con, app, batch, key, number, pulled_at):
+def reply(con, app, batch, key, number, pulled_at, staged_app=...):
     con.execute("insert into raw.reply_status (record_key, phone_number, sign_name, reply_content, reply_time, "
                 "batch_id, record_index, action, pulled_at, sms_sdk_app_id) values "
                 "($k, $n, 'Acme', 'TD', 1, $b, 0, 'PullSmsReplyStatus', $t, $app)",
                 {"k": key, "n": number, "b": batch, "t": pulled_at, "app": app})
     con.execute("insert into staging.replies (reply_date, record_key, phone_number, phone_e164, reply_content, "
                 "pulled_at, sms_sdk_app_id) values ($d, $k, $n, $n, 'TD', $t, $app)",
-                {"d": pulled_at.date(), "k": key, "n": number, "t": pulled_at, "app": app})
+                {"d": pulled_at.date(), "k": key, "n": number, "t": pulled_at, "app": app if staged_app is ... else staged_app})
 
 
 def receipt(con, serial, number, pulled_at):
@@ -69,3 +69,15 @@ def test_normalized_numbers_and_tokens_go_with_their_last_row_only(tmp_path):
         later = purge_personal_data(con, numbers_before=NOW, texts_before=None)
         assert later.rows["staging.phone_numbers"] == 1 and later.rows["staging.phone_tokens"] == 1
         assert con.execute("select count(*) from staging.phone_numbers").fetchone() == (0,)
+
+
+def test_a_reply_pushed_without_its_application_is_purged_in_staging_too(tmp_path):
+    """With several applications a pushed reply is '' in raw (the push names none) and null in
+    staging (unattributed): the purge still finds its staging row."""
+    key = f"{GONE}|Acme|1|TD"
+    with open_warehouse(tmp_path / "w.duckdb") as con:
+        reply(con, "", "batch-push", key, GONE, OLD, staged_app=None)
+        report = purge_personal_data(con, numbers_before=CUTOFF, texts_before=None)
+        assert report.rows["raw.reply_status"] == 1 and report.rows["staging.replies"] == 1
+        assert con.execute("select sms_sdk_app_id, record_key, phone_number, phone_e164 from staging.replies"
+                           ).fetchall() == [(None, "purged|batch-push|0", None, None)]

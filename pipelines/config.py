@@ -282,12 +282,18 @@ def _personal_data_settings(get: Callable[..., str | None]) -> dict[str, Any]:
 MAX_RETENTION_DAYS = 36500
 
 
-def _snapshot_retention_days(text: str) -> float:
+def retention_amount(text: str) -> float | None:
+    """A number of days or hours from 0 to MAX_RETENTION_DAYS, or None (nan and inf included)."""
     try:
-        days = float(text)
+        value = float(text)
     except ValueError:
-        days = -1.0
-    if not 0 <= days <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+        return None
+    return value if 0 <= value <= MAX_RETENTION_DAYS else None
+
+
+def _snapshot_retention_days(text: str) -> float:
+    days = retention_amount(text)
+    if days is None:
         raise ConfigError(f"SMSLEDGER_LAKE_SNAPSHOT_RETENTION_DAYS={text!r} must be a number of days from 0 to "
                           f"{MAX_RETENTION_DAYS} (e.g. 7; 0 keeps only the newest snapshot)")
     return days

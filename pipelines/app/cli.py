@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from pipelines.config import MAX_RETENTION_DAYS, ConfigError, Settings
+from pipelines.config import MAX_RETENTION_DAYS, ConfigError, Settings, retention_amount
 from pipelines.tencent import actions as A
 from pipelines.tencent.errors import TencentCloudError, TransportError, WindowTooOldError
 from pipelines.app.errors import CommandError, RunFailedError, stop
@@ -188,11 +188,8 @@ def _cmd_lake_maintenance(ns: argparse.Namespace) -> int:
 
 def _not_negative(text: str) -> float:
     """A number of days or hours, 0 or more, below a century (beyond is a typo that would overflow)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+    value = retention_amount(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to {MAX_RETENTION_DAYS}")
     return value
 

@@ -1,4 +1,5 @@
--- Per day: failed messages, distinct failure descriptions, and the most frequent one.
+-- Per day: failed messages, distinct failure descriptions, and the most frequent one
+-- (ties go to the first description in order, so the same rows always give the same answer).
 with reasons as (
     select day, description, sum(failed) as failed, count(*) as rows
     from marts.failure_reasons_daily
@@ -6,7 +7,7 @@ with reasons as (
     group by day, description
 )
 select day, cast(sum(rows) as bigint) as rows, cast(sum(failed) as bigint) as failed,
-       count(*) as reasons, arg_max(coalesce(description, '(none)'), failed) as top_reason
+       count(*) as reasons, first(coalesce(description, '(none)') order by failed desc, description nulls last) as top_reason
 from reasons
 group by day
 order by day

@@ -79,6 +79,8 @@ priced as (
      and p.message_type = case when m.iso_code = 'CN' then 'mainland' else 'international' end
      and m.send_date >= p.valid_from
 )
+-- the tokens of the slice's numbers only (not every number the key ever tokenized)
+, tokens as (select phone_e164, min(phone_token) as phone_token, min(phone_masked) as phone_masked from staging.phone_tokens where key_id = $key_id and phone_e164 in (select phone_e164 from messages) group by phone_e164)  -- tokens
 select
     cast(m.fee * m.unit_price as decimal(18, 6)), m.currency,
     m.sms_sdk_app_id,
@@ -94,4 +96,4 @@ select
 from priced m
 left join converted c using (sms_sdk_app_id, serial_no)
 left join receipt_counts rc using (sms_sdk_app_id, serial_no)
-left join (select phone_e164, min(phone_token) as phone_token, min(phone_masked) as phone_masked from staging.phone_tokens where key_id = $key_id group by phone_e164) tok on tok.phone_e164 = m.phone_e164  -- tokens
+left join tokens tok on tok.phone_e164 = m.phone_e164  -- tokens

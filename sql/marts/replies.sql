@@ -19,7 +19,7 @@ with replies as (
            r.phone_e164 as phone_id, r.record_key as mart_key  -- numbers
            tok.phone_token as phone_id, tok.phone_masked, k.mart_key  -- tokens
     from staging.replies r
-    left join (select phone_e164, min(phone_token) as phone_token, min(phone_masked) as phone_masked from staging.phone_tokens where key_id = $key_id group by phone_e164) tok on tok.phone_e164 = r.phone_e164  -- tokens
+    left join (select phone_e164, min(phone_token) as phone_token, min(phone_masked) as phone_masked from staging.phone_tokens where key_id = $key_id and phone_e164 in (select phone_e164 from staging.replies where reply_date between $first_day and $last_day) group by phone_e164) tok on tok.phone_e164 = r.phone_e164  -- tokens
     left join _reply_keys k on k.sms_sdk_app_id is not distinct from r.sms_sdk_app_id and k.record_key = r.record_key  -- tokens
     where r.reply_date between $first_day and $last_day
 ),

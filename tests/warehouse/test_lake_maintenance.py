@@ -56,7 +56,9 @@ def sync_days(con, days: DayRange) -> None:
 @pytest.fixture
 def synced_lake(lake_location, tmp_path):
     """A lake after a drain and three syncs of three days: about a hundred commits."""
-    now = time.time() - 3600
+    # traffic ends at the last UTC midnight, so the three synced days hold all of it whatever the
+    # time of day the test runs (ending an hour ago, they held two to three days' worth)
+    now = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     config = SimulatorConfig(port=0, seed=7, days=3, messages_per_day=150, out_dir=tmp_path / "sim", now=now,
                              clock_runs=False, rate_scale=0)
     days = DayRange(dt.datetime.fromtimestamp(now, dt.UTC).date() - dt.timedelta(days=3),
@@ -103,6 +105,11 @@ def differing_tables(con) -> dict[str, tuple[int, int]]:
 def files_on_disk(location) -> dict[Path, int]:
     """Every file in the lake's data path, with its size."""
     return {p: p.stat().st_size for p in Path(location.data_path).rglob("*") if p.is_file()}
+
+
+def file_names(location) -> set[str]:
+    """The names in the lake's data path (no stat: a running maintenance deletes files meanwhile)."""
+    return {name for _, _, names in os.walk(location.data_path) for name in names}
 
 
 def test_maintenance_after_syncs_removes_files_and_snapshots_and_keeps_every_row(synced_lake):
@@ -231,11 +238,16 @@ def test_a_maintenance_killed_at_any_point_leaves_the_lake_readable_and_the_next
            "PGPASSWORD": os.environ["PGPASSWORD"]}
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SMSLEDGER_", "TENCENTCLOUD_"))}
     killed = 0
-    for delay in (1.5, 2.5, 3.5, 5.0, 7.0):
+    # kills at points of the maintenance's own progress, not of the clock (a fast machine finishes
+    # it in well under a second): once it has written or deleted its first file, after a pause
+    for pause in (0.0, 0.05, 0.15, 0.4, 1.0):
+        files = file_names(synced_lake)
         process = subprocess.Popen([sys.executable, "-m", "pipelines.app.cli", "lake-maintenance", "--retention-days",
                                     "0", "--grace-hours", "0"], env={**base, **env}, cwd=tmp_path,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        while process.poll() is None and file_names(synced_lake) == files:
+            time.sleep(0.005)
+        time.sleep(pause)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed += 1
@@ -243,7 +255,7 @@ def test_a_maintenance_killed_at_any_point_leaves_the_lake_readable_and_the_next
         check = connect(synced_lake)  # readable, every row as it was, after each kill
         try:
             check.execute(f"attach '{copy}' as before (read_only)")
-            assert differing_tables(check) == {}, f"after a kill at {delay}s"
+            assert differing_tables(check) == {}, f"after a kill {pause}s into its file work"
         finally:
             check.close()
     assert killed >= 2

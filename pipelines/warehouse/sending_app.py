@@ -20,18 +20,16 @@ or duplicates.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import os
 import time
-from collections.abc import Iterator
 
 import duckdb
 import polars as pl
 
 from pipelines.warehouse import lake
-from pipelines.warehouse.db import registered, transaction
+from pipelines.warehouse.db import memory_limited, registered, transaction
 from pipelines.warehouse.sending_app_parse import (
     KEY_COLUMNS, RAW_COLUMNS, Chunk, Kind, ReadEnd, ReadRequest, ReadStart, UnreadableFile, file_format,
 )
@@ -106,30 +104,9 @@ def load_source_files(con: duckdb.DuckDBPyConnection, kind: Kind, pattern: str |
     if not paths:
         report.problems.append(f"no file matches {pattern}")
         return report
-    with ParserProcess(READ_TIMEOUT_SECONDS) as parser, _memory_limited(con):
+    with ParserProcess(READ_TIMEOUT_SECONDS) as parser, memory_limited(con, DUCKDB_MEMORY_LIMIT):
         _load_paths(con, kind, paths, parser, report)
     return report
-
-
-@contextlib.contextmanager
-def _memory_limited(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DUCKDB_MEMORY_LIMIT for the block, and the checkpoint of what was loaded within it, when
-    the warehouse has DuckDB's default limit; a limit that someone set is left alone. (The
-    default is put back with RESET: DuckDB shows limits rounded, and setting what it shows
-    lowers the limit a little each time.)"""
-    current = con.execute("select current_setting('memory_limit')").fetchone()[0]
-    with duckdb.connect() as fresh:
-        default = fresh.execute("select current_setting('memory_limit')").fetchone()[0]
-    if current != default:
-        yield
-        return
-    con.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-    try:
-        yield
-        if not lake.is_lake_connection(con):  # a lake's CHECKPOINT compacts files: its maintenance's job
-            con.execute("checkpoint")
-    finally:
-        con.execute("reset memory_limit")
 
 
 def matching_files(pattern: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -21,7 +22,7 @@ from pipelines.ingest import callbacks
 from pipelines.normalize.phones import normalize_phones
 from pipelines.normalize.timestamps import unix_seconds_to_utc
 from pipelines.warehouse import lake
-from pipelines.warehouse.db import insert_frame, registered, sql_text, transaction
+from pipelines.warehouse.db import insert_frame, memory_limited, registered, sql_text, transaction
 
 
 @dataclasses.dataclass
@@ -61,96 +62,102 @@ def _phones(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame
     # the outputs replace same-named inputs, as normalize_phones does (the sends log's IsoCode)
     frame = frame.drop("phone_e164", "country_code", "iso_code", "phone_valid", strict=False).with_columns(keys["country_code_in"], keys["subscriber_number"])
     keys = keys.unique()
-    params = {"normalizer": _NORMALIZER}
     with registered(con, "_phone_keys", keys):
-        missing = con.execute(sql_text("staging/phone_numbers_missing"), params).pl()
-        if missing.height:
-            normalized = normalize_phones(missing, "phone_number", "country_code_in", subscriber_number="subscriber_number")
-            with registered(con, "_phone_new", normalized):
-                con.execute(sql_text("staging/phone_numbers_add"), params)
-        known = con.execute(sql_text("staging/phone_numbers_of"), params).pl()
+        _normalize_numbers(con)
+        known = con.execute(sql_text("staging/phone_numbers_of"), {"normalizer": _NORMALIZER}).pl()
     out = frame.join(known, on=list(_PHONE_KEY), how="left", nulls_equal=True, maintain_order="left")
     return out.drop("country_code_in", *([] if had_subscriber else ["subscriber_number"]))
 
 
+# Rows of distinct times or numbers handed to polars at a time (a day of millisecond times can
+# hold as many distinct times as messages).
+NORMALIZE_BATCH = 250_000
+# DuckDB's memory while days are staged: the window's rows wait in temp tables, and the joins and
+# inserts spill to DuckDB's temp directory beyond it.
+DUCKDB_MEMORY_LIMIT = "512MB"
+_WINDOW_TABLES = ("_stage_sends", "_stage_orphans", "_stage_receipts", "_stage_conversions", "_stage_raw_times",
+                  "_stage_times", "_phone_keys", "_stage_phones", "_stage_orphan_days")
+
+
 @lake.retry_conflicts
 def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange, first_app: str = DEMO_SDK_APP_ID) -> StagingReport:
-    """Rewrite staging.sends, staging.receipts and staging.conversions for the days. A message is
-    (sms_sdk_app_id, serial_no); a sends-log row that does not say its application is `first_app`'s."""
+    """Rewrite staging.sends, staging.receipts and staging.conversions for the days, in one
+    transaction. A message is (sms_sdk_app_id, serial_no); a sends-log row that does not say its
+    application is `first_app`'s.
+
+    The rows stay in DuckDB: the window's raw rows are copied once into temp tables (spilled to
+    disk when large), polars converts each distinct time and normalizes each number not seen
+    before, a batch at a time, and SQL joins them back. Memory is bounded by DuckDB's limit and
+    the batch, not by the size of the day."""
     report = StagingReport()
-    tz = days.tz
-
-    sends = con.execute(sql_text("staging/sends_for_days"), {**days.seconds(), "now_s": int(time.time()),
-                                                             "first_app": first_app}).pl()
-    sends = unix_seconds_to_utc(sends, "send_time", out="sent_at", flag="sent_at_flag")
-    report.unusable_send_times = sends.filter(pl.col("sent_at").is_null()).height
-    sends = (
-        sends.filter(pl.col("sent_at").is_not_null())
-        .with_columns(send_date=_local_date("sent_at", tz))
-        .filter(pl.col("send_date").is_between(days.first, days.last))
-    )
-    # The same SerialNo in two files (an overlapping log rotation) is one message.
-    ok = pl.col("serial_no").is_not_null() & (pl.col("serial_no") != "")
-    sends = pl.concat([
-        sends.filter(ok).sort("source_file", "source_row").unique(["sms_sdk_app_id", "serial_no"], keep="first",
-                                                                  maintain_order=True),
-        sends.filter(~ok),
-    ])
-    sends = _phones(con, sends)
-    report.sends = sends.height
-
-    day_serials = sends.filter(ok).select("sms_sdk_app_id", "serial_no", "send_date")
-    with registered(con, "_day_serials", day_serials):
-        receipts = con.execute("select r.*, d.send_date from raw.send_status r "
-                               "join _day_serials d using (sms_sdk_app_id, serial_no)").pl()
-
-    orphans = con.execute(sql_text("staging/orphan_receipts"),
-                          {**days.instants(), **days.seconds(), "first_app": first_app}).pl()
-    orphans = unix_seconds_to_utc(orphans, "user_receive_time", out="_t", flag="_f")
-    first = (
-        orphans.with_columns(_placed=pl.coalesce("_t", "pulled_at"))
-        .group_by("sms_sdk_app_id", "serial_no")
-        .agg(pl.col("_placed").min().alias("_first"))
-        .with_columns(send_date=_local_date("_first", tz))
-        .filter(pl.col("send_date").is_between(days.first, days.last))
-        .select("sms_sdk_app_id", "serial_no", "send_date")
-    )
-    orphans = orphans.drop("_t", "_f").join(first, on=["sms_sdk_app_id", "serial_no"], how="inner")
-    report.orphan_messages = first.height
-    receipts = pl.concat([receipts, orphans], how="diagonal_relaxed")
-    receipts = unix_seconds_to_utc(receipts, "user_receive_time", out="receive_at", flag="receive_time_flag")
-    receipts = _phones(con, receipts)
-    report.receipts = receipts.height
-    report.messages = day_serials.height + first.height
-    report.flagged_times = receipts.filter(pl.col("receive_time_flag").is_not_null()).height
-    report.invalid_numbers = receipts.filter(~pl.col("phone_valid")).height
-
-    with registered(con, "_all_serials", pl.concat([day_serials, first])):
-        conversions = con.execute(
-            "select c.serial_no, c.conversion_time, c.source_file, c.source_row, s.send_date, s.sms_sdk_app_id "
-            "from raw.conversions c join _all_serials s using (serial_no)"
-        ).pl()
-    conversions = unix_seconds_to_utc(conversions, "conversion_time", out="converted_at", flag="conversion_time_flag")
-    report.conversions = conversions.height
-
-    staged = {}
-    staged["staging.sends"] = sends.select(
-        "send_date", "serial_no", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid", "sign_name",
-        "template_id", "session_context", "sent_at", "fee", "code", "message", "sms_sdk_app_id", "source_file", "source_row",
-    )
-    staged["staging.receipts"] = receipts.select(
-        "send_date", "serial_no", "record_key", "phone_number", "phone_e164", "country_code", "iso_code", "phone_valid",
-        "report_status", "description", pl.col("receive_at").alias("user_receive_time"), "receive_time_flag",
-        "session_context", "action", "pulled_at", "sms_sdk_app_id",
-    )
-    staged["staging.conversions"] = conversions.select(
-        "send_date", "serial_no", pl.col("converted_at").alias("conversion_time"), "conversion_time_flag",
-        "source_file", "source_row", "sms_sdk_app_id",
-    )
-    with transaction(con):
-        for table, frame in staged.items():
-            replace_slice(con, table, "send_date", days, frame)
+    params = {**days.dates(), "tz": str(days.tz)}
+    with memory_limited(con, DUCKDB_MEMORY_LIMIT):
+        try:
+            with transaction(con):
+                con.execute("create or replace temp table _stage_sends as " + sql_text("staging/sends_for_days"),
+                            {**days.seconds(), "now_s": int(time.time()), "first_app": first_app})
+                con.execute("create or replace temp table _stage_orphans as " + sql_text("staging/orphan_receipts"),
+                            {**days.instants(), **days.seconds(), "first_app": first_app})
+                con.execute(sql_text("staging/window_receipts"))
+                _convert_times(con)
+                _normalize_numbers(con)
+                con.execute("create or replace temp table _stage_phones as " + sql_text("staging/phone_numbers_of"),
+                            {"normalizer": _NORMALIZER})
+                _inserted(con, sql_text("staging/orphan_days"), params)
+                for table in ("staging.sends", "staging.receipts", "staging.conversions"):
+                    con.execute(f"delete from {table} where send_date between $first_day and $last_day", days.dates())
+                report.sends = _inserted(con, sql_text("staging/insert_sends"), params)
+                report.receipts = _inserted(con, sql_text("staging/insert_receipts"), params)
+                report.conversions = _inserted(con, sql_text("staging/insert_conversions"), params)
+                report.unusable_send_times, report.orphan_messages, report.messages = con.execute(
+                    "select (select count(*) from _stage_sends s left join _stage_times t on t.t_raw = s.send_time "
+                    "        where t.t_utc is null), "
+                    "(select count(*) from _stage_orphan_days), "
+                    "(select count(*) from _stage_orphan_days) + (select count(*) from staging.sends "
+                    "  where send_date between $first_day and $last_day and serial_no <> '')", days.dates()).fetchone()
+                report.flagged_times, report.invalid_numbers = con.execute(
+                    "select count(receive_time_flag), count(*) filter (not phone_valid) from staging.receipts "
+                    "where send_date between $first_day and $last_day", days.dates()).fetchone()
+        finally:
+            for name in _WINDOW_TABLES:
+                con.execute(f"drop table if exists temp.{name}")
     return report
+
+
+def _inserted(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> int:
+    """Run an insert with those of `params` it names; the rows it inserted."""
+    return con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}).fetchone()[0]
+
+
+def _batches(con: duckdb.DuckDBPyConnection, table: str, columns: str) -> Iterator[pl.DataFrame]:
+    """The rows of `table` as polars frames of at most about NORMALIZE_BATCH rows (split by a hash
+    of `columns`, so that each query stands alone: no result stays open while others run)."""
+    rows = con.execute(f"select count(*) from {table}").fetchone()[0]
+    parts = -(-rows // NORMALIZE_BATCH)
+    for part in range(parts):
+        yield con.execute(f"select {columns} from {table} where hash({columns}) % {parts} = {part}").pl()
+
+
+def _convert_times(con: duckdb.DuckDBPyConnection) -> None:
+    """_stage_times (t_raw, t_utc, flag): each distinct time of _stage_raw_times converted to UTC by
+    pipelines/normalize/timestamps.py (seconds or milliseconds; unusable ones null, with why)."""
+    con.execute("create or replace temp table _stage_times (t_raw bigint, t_utc timestamptz, flag varchar)")
+    for raw in _batches(con, "_stage_raw_times", "t_raw"):
+        converted = unix_seconds_to_utc(raw, "t_raw", out="t_utc", flag="flag")
+        insert_frame(con, "_stage_times", converted)
+
+
+def _normalize_numbers(con: duckdb.DuckDBPyConnection) -> None:
+    """Add to staging.phone_numbers the numbers of _phone_keys it does not hold for this normalizer."""
+    params = {"normalizer": _NORMALIZER}
+    con.execute("create or replace temp table _phone_missing as " + sql_text("staging/phone_numbers_missing"), params)
+    try:
+        for missing in _batches(con, "_phone_missing", "phone_number, country_code_in, subscriber_number"):
+            normalized = normalize_phones(missing, "phone_number", "country_code_in", subscriber_number="subscriber_number")
+            with registered(con, "_phone_new", normalized):
+                con.execute(sql_text("staging/phone_numbers_add"), params)
+    finally:
+        con.execute("drop table if exists temp._phone_missing")
 
 
 def replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, days: DayRange, frame: pl.DataFrame) -> None:

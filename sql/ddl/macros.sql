@@ -2,11 +2,14 @@
 -- them too). Unix times arrive as seconds or, from a dirty feed or a log that wrote them so, as
 -- milliseconds; {milliseconds_from} is the threshold of pipelines/normalize/timestamps.py, filled
 -- in from there so the two cannot drift. Rows are selected by these rules in SQL, and placed on
--- their exact day after normalization in polars.
+-- their exact day (local_date) after polars has normalized their times.
 
 -- Whole unix seconds of a time in seconds or milliseconds.
 create or replace temp macro unix_seconds(t) as
     case when t >= {milliseconds_from} then t // 1000 else t end;
+
+-- The date of an instant in time zone tz (an IANA name): the day a row is staged on.
+create or replace temp macro local_date(t, tz) as cast(timezone(tz, t) as date);
 
 -- Whether a time in seconds or milliseconds falls within a day of [start_s, end_s): a day of
 -- margin on each side covers every partition time zone.

@@ -141,7 +141,7 @@ def main() -> None:
     timers = Timers()
     for name in ("load_files", "_parse_file", "records_frame", "_key_receipts", "_insert_new"):
         timers.wrap(loader, name, keep_series=name in ("load_files", "_insert_new"))
-    for name in ("normalize_phones", "unix_seconds_to_utc", "replace_slice"):
+    for name in ("normalize_phones", "unix_seconds_to_utc", "_run"):
         timers.wrap(staging_module, name)
 
     out: dict = {"baseline_rss_kib": vm_rss_kib()}

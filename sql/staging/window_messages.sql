@@ -3,11 +3,11 @@
 -- that what follows joins with them, not with the whole raw tables.
 create temp table _stage_receipts as
 select r.* from raw.send_status r
-semi join (select distinct sms_sdk_app_id, serial_no from _stage_sends where serial_no <> '') s using (sms_sdk_app_id, serial_no);
+semi join (select sms_sdk_app_id, serial_no from _stage_sends where serial_no <> '') s using (sms_sdk_app_id, serial_no);
 
 create temp table _stage_conversions as
 select c.serial_no, c.conversion_time, c.source_file, c.source_row from raw.conversions c
-semi join (select serial_no from _stage_sends union select serial_no from _stage_orphans) s using (serial_no);
+semi join (select serial_no from _stage_sends union all select serial_no from _stage_orphans) s using (serial_no);
 
 -- Each distinct time of these rows once, for polars to convert (pipelines/warehouse/staging.py).
 create temp table _stage_raw_times as

@@ -1,6 +1,6 @@
 -- Sends-log rows whose SendTime falls in [$start_s, $end_s) (seconds, or milliseconds: the forms
 -- near_window reads), and those near it that are later than $now_s (they may be too far in the
--- future to be usable: polars decides, and counts them). The exact day is decided after
+-- future to be usable: their converted time says so, and they are counted). The exact day is decided after
 -- normalization; rows of the neighbouring days are not read. A row without SmsSdkAppId is the first
 -- configured application's ($first_app).
 select serial_no, phone_number, fee, session_context, code, message, iso_code, send_time,

@@ -32,7 +32,7 @@ from pipelines.warehouse.db import insert_frame, memory_limited, registered, sql
 
 # Distinct times or numbers handed to polars at a time (a day of millisecond times can hold as
 # many distinct times as messages).
-NORMALIZE_BATCH = 250_000
+NORMALIZE_BATCH = 100_000
 # DuckDB's memory while days are staged: beyond it the temp tables, joins and inserts spill to
 # DuckDB's temp directory (a day of 1M receipts peaks at about 850 MiB of the process in all).
 DUCKDB_MEMORY_LIMIT = "512MB"
@@ -100,12 +100,15 @@ def _window(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """One transaction under DuckDB's staging memory limit; the temp tables of the call dropped
     after it, whatever happens."""
     with memory_limited(con, DUCKDB_MEMORY_LIMIT):
+        # staging tables keep no row order, and keeping it holds more in memory
+        con.execute("set preserve_insertion_order = false")
         try:
             with transaction(con):
                 yield
         finally:
             for name in _WINDOW_TABLES:
                 con.execute(f"drop table if exists temp.{name}")
+            con.execute("reset preserve_insertion_order")
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> int:

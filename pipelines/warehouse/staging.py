@@ -39,7 +39,8 @@ DUCKDB_MEMORY_LIMIT = "512MB"
 _NORMALIZER = f"phonenumbers {phonenumbers.__version__}"
 # The temp tables of one call, dropped whatever happens.
 _WINDOW_TABLES = ("_stage_sends", "_stage_orphans", "_stage_receipts", "_stage_conversions", "_stage_orphan_days",
-                  "_stage_replies", "_stage_raw_times", "_stage_times", "_phone_keys", "_phone_missing", "_stage_phones")
+                  "_stage_replies", "_stage_raw_times", "_stage_times", "_phone_keys", "_phone_missing", "_stage_phones",
+                  "_new_sends", "_new_receipts", "_new_conversions", "_new_replies")
 
 
 @dataclasses.dataclass
@@ -68,14 +69,13 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange, first_app: st
                     {**days.instants(), **days.seconds(), "first_app": first_app})
         con.execute(sql_text("staging/window_messages"))
         _normalize(con)
-        _run(con, "staging/orphan_days", params)
-        for table in ("staging.sends", "staging.receipts", "staging.conversions"):
-            con.execute(f"delete from {table} where send_date between $first_day and $last_day", days.dates())
-        report.sends = _run(con, "staging/insert_sends", params)
-        report.receipts = _run(con, "staging/insert_receipts", params)
-        report.conversions = _run(con, "staging/insert_conversions", params)
+        for name in ("orphan_days", "new_sends", "new_receipts", "new_conversions"):
+            _run(con, f"staging/{name}", params)
         (report.unusable_send_times, report.orphan_messages, report.messages, report.flagged_times,
-         report.invalid_numbers) = con.execute(sql_text("staging/messages_report"), days.dates()).fetchone()
+         report.invalid_numbers) = con.execute(sql_text("staging/messages_report")).fetchone()
+        report.sends = _replace_slice(con, "staging.sends", "send_date", days)
+        report.receipts = _replace_slice(con, "staging.receipts", "send_date", days)
+        report.conversions = _replace_slice(con, "staging.conversions", "send_date", days)
     return report
 
 
@@ -88,17 +88,17 @@ def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRepo
         con.execute("create temp table _stage_replies as " + sql_text("staging/replies_for_days"), days.seconds())
         con.execute(sql_text("staging/window_replies"))
         _normalize(con)
-        con.execute("delete from staging.replies where reply_date between $first_day and $last_day", days.dates())
-        report.replies = _run(con, "staging/insert_replies", params)
-        report.flagged_times = con.execute("select count(reply_time_flag) from staging.replies "
-                                           "where reply_date between $first_day and $last_day", days.dates()).fetchone()[0]
+        _run(con, "staging/new_replies", params)
+        report.flagged_times = con.execute("select count(reply_time_flag) from _new_replies").fetchone()[0]
+        report.replies = _replace_slice(con, "staging.replies", "reply_date", days)
     return report
 
 
 @contextlib.contextmanager
 def _window(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """One transaction under DuckDB's staging memory limit; the temp tables of the call dropped
-    after it, whatever happens."""
+    """One transaction under DuckDB's staging memory limit, and the call's temp tables dropped after
+    it whatever happens. The new rows are made in temp tables before the old ones are deleted: a
+    10M-message day's rows made by joins after the delete ran out of DuckDB's memory."""
     with memory_limited(con, DUCKDB_MEMORY_LIMIT):
         # staging tables keep no row order, and keeping it holds more in memory
         con.execute("set preserve_insertion_order = false")
@@ -109,6 +109,15 @@ def _window(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             for name in _WINDOW_TABLES:
                 con.execute(f"drop table if exists temp.{name}")
             con.execute("reset preserve_insertion_order")
+
+
+def _replace_slice(con: duckdb.DuckDBPyConnection, table: str, date_column: str, days: DayRange) -> int:
+    """Delete the days' rows of `table` and insert those of temp `_new_<name>` (by column name);
+    the rows inserted."""
+    new = "_new_" + table.split(".")[1]
+    columns = ", ".join(d[0] for d in con.execute(f"select * from {new} limit 0").description)
+    con.execute(f"delete from {table} where {date_column} between $first_day and $last_day", days.dates())
+    return con.execute(f"insert into {table} ({columns}) select {columns} from {new}").fetchone()[0]
 
 
 def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> int:

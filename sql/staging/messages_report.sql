@@ -4,6 +4,6 @@
 select (select count(*) from _stage_sends s left join _stage_times t on t.t_raw = s.send_time where t.t_utc is null),
        (select count(*) from _stage_orphan_days),
        (select count(*) from _stage_orphan_days)
-       + (select count(*) from staging.sends where send_date between $first_day and $last_day and serial_no <> ''),
-       (select count(receive_time_flag) from staging.receipts where send_date between $first_day and $last_day),
-       (select count(*) filter (not phone_valid) from staging.receipts where send_date between $first_day and $last_day)
+       + (select count(*) from _new_sends where serial_no <> ''),
+       (select count(receive_time_flag) from _new_receipts),
+       (select count(*) filter (not phone_valid) from _new_receipts)

@@ -1,11 +1,10 @@
--- The window's sends-log rows of the days, with UTC times and normalized numbers. The same
+-- _new_sends: the window's sends-log rows of the days, with UTC times and normalized numbers. The same
 -- (application, SerialNo) in two files (an overlapping log rotation) is one message: the row
 -- read first. Rows without a SerialNo (failed sends) are each kept. Rows whose time is unusable
 -- are left out (counted by the caller).
-insert into staging.sends (send_date, serial_no, phone_number, phone_e164, country_code, iso_code, phone_valid, sign_name,
-                           template_id, session_context, sent_at, fee, code, message, sms_sdk_app_id, source_file, source_row)
-select local_date(t.t_utc, $tz), s.serial_no, s.phone_number, p.phone_e164, p.country_code, p.iso_code, p.phone_valid,
-       s.sign_name, s.template_id, s.session_context, t.t_utc, s.fee, s.code, s.message, s.sms_sdk_app_id,
+create temp table _new_sends as
+select local_date(t.t_utc, $tz) as send_date, s.serial_no, s.phone_number, p.phone_e164, p.country_code, p.iso_code, p.phone_valid,
+       s.sign_name, s.template_id, s.session_context, t.t_utc as sent_at, s.fee, s.code, s.message, s.sms_sdk_app_id,
        s.source_file, s.source_row
 from _stage_sends s
 join _stage_times t on t.t_raw = s.send_time

@@ -288,10 +288,11 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 @contextlib.contextmanager
-def memory_limited(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
-    """DuckDB's memory `limit` for the block, and a checkpoint of what was written within it, when
-    the warehouse has DuckDB's default limit (80% of the machine: its cache of the tables alone
-    grows past the whole budget of a big load or day); a limit that someone set is left alone.
+def memory_limited(con: duckdb.DuckDBPyConnection, limit: str, *, checkpoint: bool = True) -> Iterator[None]:
+    """DuckDB's memory `limit` for the block, and (with `checkpoint`) a checkpoint of what was
+    written within it, under that limit, when the warehouse has DuckDB's default limit (80% of the
+    machine: its cache of the tables alone grows past the whole budget of a big load or day); a
+    limit that someone set is left alone.
     Beyond the limit DuckDB spills to its temp directory. (The default is put back with RESET:
     DuckDB shows limits rounded, and setting what it shows lowers the limit a little each time.)"""
     current = con.execute("select current_setting('memory_limit')").fetchone()[0]
@@ -303,7 +304,7 @@ def memory_limited(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]
     con.execute(f"set memory_limit = '{limit}'")
     try:
         yield
-        if not lake.is_lake_connection(con):  # a lake's CHECKPOINT compacts files: its maintenance's job
+        if checkpoint and not lake.is_lake_connection(con):  # a lake's CHECKPOINT compacts files: its maintenance's job
             con.execute("checkpoint")
     finally:
         con.execute("reset memory_limit")

@@ -99,7 +99,9 @@ def _window(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """One transaction under DuckDB's staging memory limit, and the call's temp tables dropped after
     it whatever happens. The new rows are made in temp tables before the old ones are deleted: a
     10M-message day's rows made by joins after the delete ran out of DuckDB's memory."""
-    with memory_limited(con, DUCKDB_MEMORY_LIMIT):
+    # no checkpoint after each call: it cost more than the staging of a small day (DuckDB
+    # checkpoints by itself once the write-ahead log passes its threshold)
+    with memory_limited(con, DUCKDB_MEMORY_LIMIT, checkpoint=False):
         # staging tables keep no row order, and keeping it holds more in memory
         con.execute("set preserve_insertion_order = false")
         try:

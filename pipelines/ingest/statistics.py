@@ -129,6 +129,9 @@ def fetch_statistics(client: SmsApiClient, days: DayRange, *, workers: int = 4,
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="statistics") as pool:
         answers = list(pool.map(one, hours))
+    # Hours still failing after the client's retries were most often throttled while the workers
+    # (and other runs) asked at once: each is asked once more, one at a time, before it is named.
+    answers = [one(hour) if isinstance(answer, str) else answer for hour, answer in zip(hours, answers)]
     rows = [a for a in answers if isinstance(a, dict)]
     problems = [a for a in answers if isinstance(a, str)]
     if not rows:

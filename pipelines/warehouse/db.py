@@ -287,6 +287,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("commit")
 
 
+@functools.cache
+def _default_memory_limit() -> str:
+    """DuckDB's own limit on this machine, as it shows it (asked once per process)."""
+    with duckdb.connect() as fresh:
+        return fresh.execute("select current_setting('memory_limit')").fetchone()[0]
+
+
 @contextlib.contextmanager
 def memory_limited(con: duckdb.DuckDBPyConnection, limit: str, *, checkpoint: bool = True) -> Iterator[None]:
     """DuckDB's memory `limit` for the block, and (with `checkpoint`) a checkpoint of what was
@@ -296,9 +303,7 @@ def memory_limited(con: duckdb.DuckDBPyConnection, limit: str, *, checkpoint: bo
     Beyond the limit DuckDB spills to its temp directory. (The default is put back with RESET:
     DuckDB shows limits rounded, and setting what it shows lowers the limit a little each time.)"""
     current = con.execute("select current_setting('memory_limit')").fetchone()[0]
-    with duckdb.connect() as fresh:
-        default = fresh.execute("select current_setting('memory_limit')").fetchone()[0]
-    if current != default:
+    if current != _default_memory_limit():
         yield
         return
     con.execute(f"set memory_limit = '{limit}'")

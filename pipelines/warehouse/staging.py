@@ -69,7 +69,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, days: DayRange, first_app: st
         con.execute("create temp table _stage_orphans as " + sql_text("staging/orphan_receipts"),
                     {**days.instants(), **days.seconds(), "first_app": first_app})
         con.execute(sql_text("staging/window_messages"))
-        _normalize(con)
+        _normalize(con, days)
         for name in ("orphan_days", "new_sends", "new_receipts", "new_conversions"):
             _run(con, f"staging/{name}", params)
         (report.unusable_send_times, report.orphan_messages, report.messages, report.flagged_times,
@@ -88,7 +88,7 @@ def build_replies(con: duckdb.DuckDBPyConnection, days: DayRange) -> StagingRepo
     with _window(con):
         con.execute("create temp table _stage_replies as " + sql_text("staging/replies_for_days"), days.seconds())
         con.execute(sql_text("staging/window_replies"))
-        _normalize(con)
+        _normalize(con, days)
         _run(con, "staging/new_replies", params)
         report.flagged_times = con.execute("select count(reply_time_flag) from _new_replies").fetchone()[0]
         report.replies = _replace_slice(con, "staging.replies", "reply_date", days)
@@ -129,12 +129,15 @@ def _run(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> int:
     return con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}).fetchone()[0]
 
 
-def _normalize(con: duckdb.DuckDBPyConnection) -> None:
-    """_stage_times (t_raw, t_utc, flag) for each time of _stage_raw_times, and _stage_phones for
-    each number of _phone_keys (those staging.phone_numbers lacks normalized first, and kept)."""
-    con.execute("create temp table _stage_times (t_raw bigint, t_utc timestamptz, flag varchar)")
+def _normalize(con: duckdb.DuckDBPyConnection, days: DayRange) -> None:
+    """_stage_times (t_raw, t_utc, flag, t_day: its date in the days' time zone) for each time of
+    _stage_raw_times, and _stage_phones for each number of _phone_keys (those staging.phone_numbers
+    lacks normalized first, and kept). A time's day is computed once per distinct time, not per row."""
+    con.execute("create temp table _stage_times (t_raw bigint, t_utc timestamptz, flag varchar, t_day date)")
     for raw in _batches(con, "_stage_raw_times", "t_raw"):
-        insert_frame(con, "_stage_times", unix_seconds_to_utc(raw, "t_raw", out="t_utc", flag="flag"))
+        converted = unix_seconds_to_utc(raw, "t_raw", out="t_utc", flag="flag")
+        insert_frame(con, "_stage_times", converted.with_columns(
+            t_day=pl.col("t_utc").dt.convert_time_zone(str(days.tz)).dt.date()))
     params = {"normalizer": _NORMALIZER}
     con.execute("create temp table _phone_missing as " + sql_text("staging/phone_numbers_missing"), params)
     for missing in _batches(con, "_phone_missing", "phone_number, country_code_in, subscriber_number"):
